@@ -1,0 +1,46 @@
+# buzz — the two commands that matter: `make run` (the offline demo) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= buzz.toml
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck preview status send-test clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## Run the whole pipeline once on the bundled demo (offline, outbox transport)
+	$(BIN)/buzz subscribers import demo/subscribers.csv --config $(CONFIG)
+	$(BIN)/buzz run --config $(CONFIG)
+
+test: $(STAMP) ## Run the whole test suite
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy, strict on pipeline/
+	$(BIN)/mypy pipeline
+
+preview: $(STAMP) ## Build the next edition (if any) and list its preview files
+	$(BIN)/buzz build --config $(CONFIG)
+	$(BIN)/buzz preview --config $(CONFIG)
+
+status: $(STAMP) ## Editions, deliveries and feed health
+	$(BIN)/buzz status --config $(CONFIG)
+
+send-test: $(STAMP) ## Proof of the newest edition to TO=address
+	@test -n "$(TO)" || { echo "usage: make send-test TO=you@example.com"; exit 2; }
+	$(BIN)/buzz send --test $(TO) --config $(CONFIG)
+
+clean: ## Remove the demo's state and output (var/) and caches
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,413 @@
+"""The `buzz` command: parse, build the objects, call the job, print, map errors to exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ParamSpec
+
+import click
+import structlog
+
+from pipeline import config, log
+from pipeline.audience import read_csv
+from pipeline.errors import BuzzError, ExitCode, UsageError
+from pipeline.models import Edition, EditionState
+from pipeline.run import Job, SendOutcome
+from pipeline.store import Store, locked
+
+P = ParamSpec("P")
+
+
+@dataclass(slots=True)
+class Options:
+    """The options every command accepts."""
+
+    config: str | None
+    lang: str | None
+    log_format: log.LogFormat | None
+
+    def job(self) -> Job:
+        """Load the configuration and open the state store."""
+        settings = config.load(config.config_path(self.config))
+        if self.lang and self.lang not in settings.languages:
+            raise UsageError(
+                f"--lang {self.lang}: not a configured language ({', '.join(settings.languages)})"
+            )
+        return Job(settings, Store(settings.state_path))
+
+    def languages(self, job: Job) -> tuple[str, ...]:
+        """The languages this call is restricted to."""
+        return (self.lang,) if self.lang else job.settings.languages
+
+
+def common(command: Callable[P, int]) -> Callable[..., int]:
+    """Add the common options and turn the command's result into an exit code."""
+
+    @click.option(
+        "--config",
+        "config_path",
+        metavar="PATH",
+        help="Configuration file (default: $BUZZ_CONFIG, else buzz.toml).",
+    )
+    @click.option(
+        "--lang", type=click.Choice(config.SUPPORTED_LANGUAGES), help="Only this language."
+    )
+    @click.option(
+        "--log-format",
+        type=click.Choice(["json", "console"]),
+        help="Log format on stderr (default: console on a terminal, JSON lines otherwise).",
+    )
+    @functools.wraps(command)
+    def wrapper(config_path: str | None, lang: str | None, log_format: Any, **kwargs: Any) -> int:
+        log.configure(log_format)
+        options = Options(config_path, lang, log_format)
+        return command(options, **kwargs)  # type: ignore[arg-type]
+
+    return wrapper
+
+
+dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="Do everything except hand messages to the provider."
+)
+yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="buzz")
+def cli() -> None:
+    """buzz turns the IT Buzz blog's English and French feeds into newsletters."""
+
+
+def _path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# run ------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@common
+@dry_run_option
+def run(options: Options, dry_run: bool) -> int:
+    """The scheduled job: fetch, compose the next edition, render, send to every subscriber."""
+    job = options.job()
+    with locked(job.settings.state_path):
+        result = job.run(options.languages(job), dry_run=dry_run)
+    _print_feeds(result.feeds)
+    for resumed in result.resumed:
+        click.echo(f"Resumed the interrupted send of edition {resumed.edition_id}:")
+        _print_send(job, resumed)
+    if result.built is None:
+        click.echo("Nothing new to send.")
+        return result.exit_code
+    _print_built(result.built.edition, result.built.folder)
+    if result.rehearsal is not None:
+        _print_rehearsal(result.rehearsal)
+    if result.awaiting_approval:
+        edition_id = result.built.edition.id
+        click.echo(f"Approval required: review it, then run 'buzz send {edition_id}'.")
+    if result.sent is not None:
+        _print_send(job, result.sent)
+    return result.exit_code
+
+
+# fetch ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@common
+def fetch(options: Options) -> int:
+    """Fetch every feed, store new posts, print a summary per feed."""
+    job = options.job()
+    with locked(job.settings.state_path):
+        reports = job.fetch()
+    _print_feeds(reports)
+    return ExitCode.OK
+
+
+def _print_feeds(reports: list[Any]) -> None:
+    for r in reports:
+        if r.status == "error":
+            click.echo(f"  [{r.lang}] {r.url}: FAILED — {r.error}")
+        elif r.status == "not_modified":
+            click.echo(f"  [{r.lang}] {r.url}: not modified")
+        else:
+            warning = f" (warning: {r.warning})" if r.warning else ""
+            click.echo(f"  [{r.lang}] {r.url}: {len(r.posts)} entries, {r.new} new{warning}")
+
+
+# build and preview ----------------------------------------------------------------------------
+
+
+@cli.command()
+@common
+def build(options: Options) -> int:
+    """Compose and render the next edition as a draft, without sending it."""
+    job = options.job()
+    with locked(job.settings.state_path):
+        built = job.build()
+    if built is None:
+        click.echo("Nothing new: no edition to build. ('buzz fetch' gets new posts.)")
+        return ExitCode.OK
+    _print_built(built.edition, built.folder)
+    return ExitCode.OK
+
+
+def _print_built(edition: Edition, folder: Path) -> None:
+    per_lang = ", ".join(f"{lang} {len(edition.stories_in(lang))}" for lang in edition.languages)
+    click.echo(f"Edition {edition.id}: {len(edition.stories)} stories ({per_lang})")
+    click.echo(f"  previews: {_path(folder)}/  (edition.json, <lang>.html, <lang>.txt, <lang>.eml)")
+
+
+@cli.command()
+@common
+@click.argument("edition_id", required=False, metavar="[EDITION]")
+@click.option("--serve", is_flag=True, help="Serve the preview on http://127.0.0.1:PORT/.")
+@click.option("--port", default=8025, show_default=True, help="Port for --serve.")
+def preview(options: Options, edition_id: str | None, serve: bool, port: int) -> int:
+    """Show where the rendered edition is, and optionally serve it to a browser."""
+    job = options.job()
+    _, edition = job.load(edition_id) if edition_id else _newest(job)
+    folder = job.edition_folder(edition.id)
+    if not folder.is_dir():
+        raise UsageError(f"edition {edition.id} has no folder at {folder}; run 'buzz build'")
+    page = _preview_page(job, edition)
+    (folder / "preview.html").write_text(page, encoding="utf-8")
+    click.echo(f"Edition {edition.id} ({_path(folder)}):")
+    for file in sorted(folder.iterdir()):
+        click.echo(f"  {_path(file)}")
+    if serve:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+            click.echo(f"Serving http://127.0.0.1:{port}/preview.html — Ctrl-C to stop.")
+            with contextlib.suppress(KeyboardInterrupt):
+                server.serve_forever()
+    return ExitCode.OK
+
+
+def _newest(job: Job) -> tuple[EditionState, Edition]:
+    editions = job.store.editions()
+    if not editions:
+        raise UsageError("no edition yet; run 'buzz build'")
+    found = job.store.edition(editions[0][0])
+    assert found is not None
+    return found
+
+
+def _preview_page(job: Job, edition: Edition) -> str:
+    rendered = job.render_all(edition)
+    columns = "".join(
+        f'<section><h2>{lang.upper()} — {part.subject}</h2><p class="pre">{part.preheader}</p>'
+        f'<iframe src="{lang}.html" title="{lang} desktop" width="640" height="900"></iframe>'
+        f'<iframe src="{lang}.html" title="{lang} phone" width="375" height="900"></iframe>'
+        "</section>"
+        for lang, part in rendered.items()
+    )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>'
+        f"Preview {edition.id}</title><style>body{{font-family:sans-serif;margin:16px}}"
+        "section{display:inline-block;vertical-align:top;margin-right:24px}"
+        "iframe{border:1px solid #ccc;margin-right:8px}.pre{color:#666}</style></head>"
+        f"<body><h1>Edition {edition.id}</h1>{columns}</body></html>"
+    )
+
+
+# send -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@common
+@dry_run_option
+@yes_option
+@click.argument("args", nargs=-1, metavar="[EDITION] [ADDR]...")
+@click.option(
+    "--test",
+    "test_to",
+    multiple=True,
+    metavar="ADDR",
+    help="Proof send of every language to these addresses only (no ledger).",
+)
+@click.option(
+    "--resend-in-doubt",
+    is_flag=True,
+    help="Also resend messages whose earlier attempt may or may not have gone out.",
+)
+def send(
+    options: Options,
+    dry_run: bool,
+    yes: bool,
+    args: tuple[str, ...],
+    test_to: tuple[str, ...],
+    resend_in_doubt: bool,
+) -> int:
+    """Send a built edition to its audience (resumes an interrupted send), or a proof."""
+    edition_ids = [arg for arg in args if "@" not in arg]
+    addresses = [*test_to, *(arg for arg in args if "@" in arg)] if test_to else []
+    if len(edition_ids) > 1 or (not test_to and len(edition_ids) != len(args)):
+        raise UsageError("usage: buzz send [EDITION] [--test ADDR...]")
+    job = options.job()
+    langs = options.languages(job)
+    if addresses:
+        _, edition = job.load(edition_ids[0] if edition_ids else None)
+        ids = job.proof(edition, addresses, langs)
+        click.echo(f"Proof of {edition.id} sent: {len(ids)} message(s) to {', '.join(addresses)}.")
+        return ExitCode.OK
+    with locked(job.settings.state_path):
+        state, edition = job.load(edition_ids[0] if edition_ids else None)
+        if dry_run:
+            _print_rehearsal(job.rehearse(edition, langs))
+            return ExitCode.OK
+        if state in (EditionState.SENT, EditionState.PARTIAL) and not resend_in_doubt:
+            click.echo(f"Edition {edition.id} is already {state}; nothing to send.")
+            return ExitCode.OK
+        _confirm(job, edition, yes)
+        outcome = job.send(edition, langs, resend_in_doubt=resend_in_doubt)
+        _print_send(job, outcome)
+        return ExitCode.SOME_FAILED if outcome.failed else ExitCode.OK
+
+
+def _confirm(job: Job, edition: Edition, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("sending to the audience without a terminal needs --yes")
+    audience = job.audience()
+    sizes = ", ".join(f"{lang} {len(audience.recipients(lang))}" for lang in edition.languages)
+    click.confirm(f"Send edition {edition.id} to its audience ({sizes})?", abort=True)
+
+
+def _print_rehearsal(would_send: dict[str, int]) -> None:
+    for lang, count in would_send.items():
+        click.echo(f"  {lang}: dry run — {count} message(s) built, none sent")
+
+
+def _print_send(job: Job, outcome: SendOutcome) -> None:
+    for report in outcome.reports:
+        c = report.counts
+        click.echo(
+            f"  {report.lang}: {sum(c.values())} recipients, {c.get('sent', 0)} sent, "
+            f"{c.get('failed', 0)} failed, {c.get('in_doubt', 0)} in doubt, "
+            f"{c.get('skipped', 0)} skipped, {c.get('pending', 0)} pending"
+        )
+    if job.settings.delivery.transport == "outbox":
+        click.echo(f"  emails: {_path(job.settings.output_dir / 'outbox' / outcome.edition_id)}/")
+
+
+# status ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@common
+@click.argument("edition_id", required=False, metavar="[EDITION]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(options: Options, edition_id: str | None, as_json: bool) -> int:
+    """Per edition and language: recipients, sent, failed, in doubt, skipped, pending."""
+    job = options.job()
+    editions = job.status(edition_id)
+    if as_json:
+        feeds = [asdict(f) | {"ok": f.ok} for f in job.store.feed_states()]
+        doc = {"editions": [asdict(e) for e in editions], "feeds": feeds}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    if not editions:
+        click.echo("No edition yet.")
+    for entry in editions:
+        click.echo(f"Edition {entry.id}: {entry.state}")
+        for lang, c in entry.languages.items():
+            counts = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in c.items())
+            click.echo(f"  {lang}: {counts}")
+    click.echo("Feeds:")
+    for f in job.store.feed_states():
+        health = "ok" if f.ok else f"FAILING x{f.consecutive_failures}: {f.last_error}"
+        click.echo(f"  [{f.lang}] {f.url}: {health}")
+    return ExitCode.OK
+
+
+# subscribers ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def subscribers() -> None:
+    """Import, list and unsubscribe subscribers of the local audience."""
+
+
+@subscribers.command("import")
+@common
+@click.argument("csv_file", type=click.Path(path_type=Path))
+def import_(options: Options, csv_file: Path) -> int:
+    """Import subscribers from a CSV (email,language,consent_source,consent_at[,name,…])."""
+    job = options.job()
+    result = read_csv(csv_file, job.settings.languages, job.settings.tz)
+    added = job.store.upsert_subscribers(result.subscribers, job.clock())
+    click.echo(
+        f"{len(result.subscribers)} valid line(s): {added} new, "
+        f"{len(result.subscribers) - added} updated; {len(result.problems)} rejected."
+    )
+    if result.extra_columns:
+        click.echo(f"Extra columns kept as attributes: {', '.join(result.extra_columns)}")
+    for problem in result.problems:
+        click.echo(problem, err=True)
+    structlog.get_logger().info(
+        "subscribers_imported",
+        valid=len(result.subscribers),
+        added=added,
+        rejected=len(result.problems),
+    )
+    return ExitCode.USAGE if result.problems else ExitCode.OK
+
+
+@subscribers.command("list")
+@common
+def list_(options: Options) -> int:
+    """List subscribers (address, language, status, consent)."""
+    job = options.job()
+    for sub in job.store.subscribers(options.lang):
+        state = f"unsubscribed {sub.unsubscribed_at}" if sub.unsubscribed_at else "subscribed"
+        click.echo(f"{sub.email}\t{sub.lang}\t{state}\t{sub.consent_source} ({sub.consent_at})")
+    return ExitCode.OK
+
+
+@subscribers.command()
+@common
+@click.argument("address")
+def unsubscribe(options: Options, address: str) -> int:
+    """Unsubscribe ADDRESS: it is never emailed again."""
+    job = options.job()
+    if not job.store.unsubscribe(address, job.clock()):
+        raise UsageError(f"{address}: not a subscriber")
+    click.echo(f"{address} is unsubscribed.")
+    return ExitCode.OK
+
+
+# entry point ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Run `buzz`; every failure becomes one line on stderr and a contract exit code."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = ExitCode.USAGE
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitCode.USAGE
+    except BuzzError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"buzz: {line}", err=True)
+        code = exc.exit_code
+    except Exception as exc:
+        log.log.exception("crashed", error=f"{type(exc).__name__}: {exc}")
+        click.echo(f"buzz: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        code = ExitCode.FAILED
+    sys.exit(int(code) if isinstance(code, int) else ExitCode.OK)

@@ -1,0 +1,126 @@
+"""Render an edition: Jinja2 → MJML → HTML, and a text part from its own template. Pure.
+
+Rendering happens once per edition and language. What differs per recipient (the unsubscribe
+link) is left as a placeholder holding a random nonce, so that no text from a feed can ever
+forge one, and filled in by `Rendered.personalize` — a cheap substitution.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import mjml
+from babel.dates import format_date
+
+from pipeline.models import Edition, Story
+from pipeline.text import shorten
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+SUBJECT_LIMIT = 150
+PREHEADER_LIMIT = 140
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who the newsletter is from, as the footer must say it (CASL)."""
+
+    company: str
+    postal_address: str
+    contact_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One language of an edition, rendered, with its per-recipient placeholders."""
+
+    lang: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    placeholders: dict[str, str]
+
+    def personalize(self, values: dict[str, str]) -> tuple[str, str]:
+        """The HTML and text parts for one recipient: each placeholder replaced by its value
+        (HTML-escaped in the HTML part)."""
+        html_part, text_part = self.html, self.text
+        for key, marker in self.placeholders.items():
+            html_part = html_part.replace(marker, html.escape(values[key], quote=True))
+            text_part = text_part.replace(marker, values[key])
+        return html_part, text_part
+
+
+@cache
+def strings(lang: str) -> dict[str, str]:
+    """The interface words of `lang` (templates/strings/<lang>.toml)."""
+    with (TEMPLATES_DIR / "strings" / f"{lang}.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    """MJML templates (`*.mjml.j2`) are HTML-escaped; the text part (`*.txt.j2`) is not."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _story_view(story: Story, lang: str, locale: str) -> dict[str, Any]:
+    post = story.posts[lang]
+    return {
+        "title": post.title,
+        "url": post.url,
+        "image": post.image,
+        "summary": post.summary,
+        "date": format_date(post.published, format="long", locale=locale),
+        "related": [
+            {"title": r.post.title, "url": r.post.url} for r in story.related.get(lang, ())
+        ],
+    }
+
+
+def render(edition: Edition, lang: str, name: str, sender: Sender) -> Rendered:
+    """Render `lang` of `edition` (which must have a story in that language)."""
+    words = strings(lang)
+    locale = words["locale"]
+    stories = [_story_view(story, lang, locale) for story in edition.stories_in(lang)]
+    filled = {
+        key: value.format(name=name, company=sender.company, title="{title}")
+        for key, value in words.items()
+    }
+    subject = shorten(words["subject"].format(name=name, title=stories[0]["title"]), SUBJECT_LIMIT)
+    preheader = shorten(
+        " · ".join(story["title"] for story in stories[1:]) or stories[0]["summary"],
+        PREHEADER_LIMIT,
+    )
+    nonce = secrets.token_hex(8)
+    placeholders = {"unsubscribe_url": f"https://buzz.invalid/{nonce}/unsubscribe"}
+    context = {
+        "t": filled,
+        "name": name,
+        "locale_tag": locale.replace("_", "-"),
+        "subject": subject,
+        "preheader": preheader,
+        "edition_date": format_date(edition.created_at, format="long", locale=locale),
+        "stories": stories,
+        "company": sender.company,
+        "postal_address": sender.postal_address,
+        "contact_url": sender.contact_url,
+        **placeholders,
+    }
+    source = _environment().get_template("newsletter.mjml.j2").render(context)
+    html_part = mjml.mjml2html(source, disable_comments=True, fonts={})
+    text_part = _environment().get_template("newsletter.txt.j2").render(context)
+    return Rendered(lang, subject, preheader, html_part, text_part, placeholders)

@@ -1,0 +1,396 @@
+"""One run of the job, stage after stage: gather, compose, render, write, send. Nothing else.
+
+`Job` holds what every stage needs (settings, store, clock) and offers each command's work;
+the CLI only parses, calls one of these, and prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline import message
+from pipeline.audience import LocalAudience, Signer
+from pipeline.compose import compose
+from pipeline.config import Settings
+from pipeline.deliver import (
+    OutboxTransport,
+    SendReport,
+    SesTransport,
+    Transport,
+    atomic_write,
+    send_language,
+)
+from pipeline.errors import ConfigError, ExitCode, UsageError
+from pipeline.feeds import FeedLimits, FeedReport, gather, user_agent
+from pipeline.log import log, stage
+from pipeline.models import DeliveryState, Edition, EditionState, Recipient
+from pipeline.render import Rendered, Sender, render, strings
+from pipeline.store import Store
+
+SECRET_ENV = "BUZZ_UNSUBSCRIBE_SECRET"  # noqa: S105 - the variable's name, not a secret
+DEMO_SECRET = "buzz-outbox-demo-only"  # noqa: S105 - only ever signs links in .eml files on disk
+SAMPLE_RECIPIENT = {"en": "reader@example.com", "fr": "lecteur@example.com"}
+UNFINISHED = (EditionState.DRAFT, EditionState.SENDING)
+
+
+@dataclass(slots=True)
+class Built:
+    """A composed, rendered and written edition."""
+
+    edition: Edition
+    folder: Path
+    rendered: dict[str, Rendered]
+
+
+@dataclass(frozen=True, slots=True)
+class EditionStatus:
+    """One edition's state and, per language, its ledger counts."""
+
+    id: str
+    state: str
+    languages: dict[str, dict[str, int]]
+
+
+@dataclass(slots=True)
+class SendOutcome:
+    """What a send of one edition did, per language."""
+
+    edition_id: str
+    reports: list[SendReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """Recipients that failed permanently."""
+        return sum(r.counts.get(DeliveryState.FAILED, 0) for r in self.reports)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What one `buzz run` did, stage by stage."""
+
+    feeds: list[FeedReport]
+    resumed: list[SendOutcome] = field(default_factory=list)
+    built: Built | None = None
+    sent: SendOutcome | None = None
+    rehearsal: dict[str, int] | None = None
+    awaiting_approval: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """3 when some recipient failed permanently, else 0."""
+        sends = [*self.resumed, *([self.sent] if self.sent else [])]
+        return ExitCode.SOME_FAILED if any(s.failed for s in sends) else ExitCode.OK
+
+    @property
+    def outcome(self) -> str:
+        """One word for the run: nothing_new, sent, dry_run or awaiting_approval."""
+        if self.built is None:
+            return "nothing_new"
+        if self.rehearsal is not None:
+            return "dry_run"
+        return "awaiting_approval" if self.awaiting_approval else "sent"
+
+    def summary(self) -> dict[str, object]:
+        """The counts of the run's final log event."""
+        sends = [*self.resumed, *([self.sent] if self.sent else [])]
+        return {
+            "outcome": self.outcome,
+            "edition": self.built.edition.id if self.built else None,
+            "stories": len(self.built.edition.stories) if self.built else 0,
+            "feeds": len(self.feeds),
+            "feeds_failed": sum(r.status == "error" for r in self.feeds),
+            "new_posts": sum(r.new for r in self.feeds),
+            "deliveries": {f"{s.edition_id}/{r.lang}": r.counts for s in sends for r in s.reports},
+            "exit_code": int(self.exit_code),
+        }
+
+
+class Job:
+    """The work behind every command, on one configuration and one state store."""
+
+    def __init__(
+        self, settings: Settings, store: Store, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sender = Sender(
+            company=settings.sender.company,
+            postal_address=settings.sender.postal_address,
+            contact_url=settings.sender.contact_url,
+        )
+
+    def run(self, langs: Sequence[str], *, dry_run: bool = False) -> RunResult:
+        """The scheduled job: gather, finish any interrupted send, build the next edition and
+        send it (or stop for approval, or only rehearse)."""
+        with stage("run_finished") as summary:
+            result = RunResult(feeds=self.fetch())
+            for edition_id in self.unfinished_sends():
+                _, edition = self.load(edition_id)
+                result.resumed.append(self.send(edition, langs))
+            result.built = self.build()
+            if result.built is None:
+                pass
+            elif dry_run:
+                result.rehearsal = self.rehearse(result.built.edition, langs)
+            elif self.settings.edition.require_approval:
+                result.awaiting_approval = True
+            else:
+                result.sent = self.send(result.built.edition, langs, rendered=result.built.rendered)
+            summary.update(result.summary())
+        return result
+
+    # Gather ----------------------------------------------------------------------------------
+
+    def fetch(self) -> list[FeedReport]:
+        """Fetch every configured feed once and store what is new."""
+        feeds = [
+            (url, lang)
+            for lang in self.settings.languages
+            for url in self.settings.feed_locations(lang)
+        ]
+        limits = FeedLimits(
+            timeout_s=self.settings.feeds.timeout_s,
+            max_bytes=self.settings.feeds.max_bytes,
+            user_agent=user_agent(self.settings.sender.contact_url),
+        )
+        with stage("fetch_finished", feeds=len(feeds)) as counts:
+            reports = gather(feeds, limits, self.settings.feeds, self.store, self.clock())
+            counts["failed"] = sum(r.status == "error" for r in reports)
+            counts["new_posts"] = sum(r.new for r in reports)
+        return reports
+
+    # Compose, render, write ------------------------------------------------------------------
+
+    def build(self) -> Built | None:
+        """Compose the next edition (rebuilding the open draft, if any), render it and write
+        its folder. None when there is nothing new."""
+        now = self.clock()
+        langs = self.settings.languages
+        with stage("compose_finished") as counts:
+            edition = compose(
+                self._draft_id() or self._new_edition_id(now),
+                langs,
+                {lang: self.store.unsent_posts(lang, now) for lang in langs},
+                {lang: self.store.archive(lang, now) for lang in langs},
+                now,
+                self.settings.edition,
+            )
+            counts["stories"] = len(edition.stories) if edition else 0
+        if edition is None:
+            return None
+        self.store.save_draft(edition)
+        return self._write(edition)
+
+    def _draft_id(self) -> str | None:
+        return next((i for i, state in self.store.editions() if state is EditionState.DRAFT), None)
+
+    def _new_edition_id(self, now: datetime) -> str:
+        day = now.astimezone(self.settings.tz).strftime("%Y-%m-%d")
+        taken = {edition_id for edition_id, _ in self.store.editions()}
+        suffix = 1
+        candidate = day
+        while candidate in taken:
+            suffix += 1
+            candidate = f"{day}-{suffix}"
+        return candidate
+
+    def render_all(self, edition: Edition) -> dict[str, Rendered]:
+        """Each configured language of `edition` that has stories, rendered."""
+        with stage("render_finished", edition=edition.id) as counts:
+            rendered = {
+                lang: render(edition, lang, self.settings.language_settings[lang].name, self.sender)
+                for lang in edition.languages
+                if edition.stories_in(lang)
+            }
+            counts["languages"] = sorted(rendered)
+            counts["html_bytes"] = {lang: len(r.html.encode()) for lang, r in rendered.items()}
+        return rendered
+
+    def edition_folder(self, edition_id: str) -> Path:
+        """`<output_dir>/editions/<id>/`."""
+        return self.settings.output_dir / "editions" / edition_id
+
+    def _write(self, edition: Edition) -> Built:
+        rendered = self.render_all(edition)
+        audience = self.audience()
+        folder = self.edition_folder(edition.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        files: dict[str, bytes] = {
+            "edition.json": json.dumps(edition.to_json(), ensure_ascii=False, indent=2).encode()
+        }
+        for lang, part in rendered.items():
+            sample = Recipient(email=SAMPLE_RECIPIENT[lang], lang=lang)
+            html_part, text_part = part.personalize(
+                {"unsubscribe_url": audience.unsubscribe_url(sample)}
+            )
+            files[f"{lang}.html"] = html_part.encode()
+            files[f"{lang}.txt"] = text_part.encode()
+            files[f"{lang}.eml"] = self._message(part, audience, sample)
+        for name, data in files.items():
+            atomic_write(folder / name, data)
+        log.info("edition_written", edition=edition.id, folder=str(folder), files=sorted(files))
+        return Built(edition, folder, rendered)
+
+    # Send ------------------------------------------------------------------------------------
+
+    def audience(self) -> LocalAudience:
+        """The configured audience."""
+        if self.settings.audience.source != "local":
+            raise UsageError("audience.source = 'ses' is not supported yet; use 'local'")
+        return LocalAudience(self.store, self.settings.audience.unsubscribe_url, self._signer())
+
+    def _signer(self) -> Signer:
+        secret = os.environ.get(SECRET_ENV, "")
+        if secret:
+            return Signer(secret)
+        if self.settings.delivery.transport == "outbox":
+            return Signer(DEMO_SECRET)
+        raise ConfigError(
+            [f"{SECRET_ENV} is not set: the local audience needs it to sign unsubscribe links"]
+        )
+
+    def transport(self, edition_id: str, proof: bool = False) -> Transport:
+        """The configured transport; the outbox writes under `<output_dir>/outbox/<edition>/`."""
+        if self.settings.delivery.transport == "ses":
+            return SesTransport(self.settings.region, self.settings.delivery.configuration_set)
+        folder = self.settings.output_dir / "outbox" / edition_id
+        return OutboxTransport(folder / "proofs" if proof else folder)
+
+    def _message(
+        self, rendered: Rendered, audience: LocalAudience, recipient: Recipient, prefix: str = ""
+    ) -> bytes:
+        lang_settings = self.settings.language_settings[rendered.lang]
+        headers = message.ListHeaders(
+            list_id=message.list_id(
+                lang_settings.name,
+                self.settings.audience.topics.get(rendered.lang, f"buzz-{rendered.lang}"),
+                lang_settings.from_,
+            ),
+            unsubscribe_url=audience.unsubscribe_url(recipient),
+            unsubscribe_mailto=self.settings.audience.unsubscribe_mailto,
+        )
+        return message.build(
+            rendered,
+            sender=lang_settings.from_,
+            recipient=recipient,
+            headers=headers,
+            now=self.clock(),
+            subject_prefix=prefix,
+        )
+
+    def load(self, edition_id: str | None) -> tuple[EditionState, Edition]:
+        """An edition by id, or the newest one built and not completely sent."""
+        if edition_id is None:
+            edition_id = next(
+                (i for i, state in self.store.editions() if state in UNFINISHED), None
+            )
+            if edition_id is None:
+                raise UsageError("no edition is waiting to be sent; run 'buzz build' first")
+        found = self.store.edition(edition_id)
+        if found is None:
+            raise UsageError(f"no edition {edition_id!r}; 'buzz status' lists them")
+        return found
+
+    def send(
+        self,
+        edition: Edition,
+        langs: Sequence[str],
+        *,
+        resend_in_doubt: bool = False,
+        rendered: dict[str, Rendered] | None = None,
+    ) -> SendOutcome:
+        """Send `edition` to its audience in `langs`, resuming any earlier attempt
+        (`rendered`: the edition's parts when the caller has just rendered them)."""
+        audience = self.audience()
+        transport = self.transport(edition.id)
+        outcome = SendOutcome(edition.id)
+        self.store.set_edition_state(edition.id, EditionState.SENDING)
+        for lang, part in (rendered or self.render_all(edition)).items():
+            if lang not in langs:
+                continue
+            outcome.reports.append(
+                send_language(
+                    self.store,
+                    edition.id,
+                    lang,
+                    audience,
+                    transport,
+                    functools.partial(self._message, part, audience),
+                    resend_in_doubt=resend_in_doubt,
+                )
+            )
+        self._settle(edition)
+        return outcome
+
+    def _settle(self, edition: Edition) -> None:
+        counts = self.store.delivery_counts(edition.id)
+        expected = [lang for lang in edition.languages if edition.stories_in(lang)]
+        if any(lang not in counts for lang in expected):
+            return
+        if any(c[DeliveryState.PENDING] or c[DeliveryState.SENDING] for c in counts.values()):
+            return
+        troubled = any(
+            c[DeliveryState.FAILED] or c[DeliveryState.IN_DOUBT] for c in counts.values()
+        )
+        self.store.set_edition_state(
+            edition.id, EditionState.PARTIAL if troubled else EditionState.SENT
+        )
+
+    def rehearse(self, edition: Edition, langs: Sequence[str]) -> dict[str, int]:
+        """A dry run: every message built, none handed to the provider, the ledger untouched."""
+        audience = self.audience()
+        would_send: dict[str, int] = {}
+        for lang, rendered in self.render_all(edition).items():
+            if lang in langs:
+                recipients = audience.recipients(lang)
+                for recipient in recipients:
+                    self._message(rendered, audience, recipient)
+                would_send[lang] = len(recipients)
+        log.info("dry_run_finished", edition=edition.id, would_send=would_send)
+        return would_send
+
+    def proof(self, edition: Edition, addresses: Sequence[str], langs: Sequence[str]) -> list[str]:
+        """Send every language to `addresses` only, outside the ledger; the provider's ids."""
+        audience = self.audience()
+        transport = self.transport(edition.id, proof=True)
+        ids = []
+        for lang, rendered in self.render_all(edition).items():
+            if lang not in langs:
+                continue
+            for address in addresses:
+                recipient = Recipient(email=address, lang=lang)
+                data = self._message(rendered, audience, recipient, strings(lang)["proof"])
+                ids.append(transport.send(recipient, data))
+        log.info("proof_sent", edition=edition.id, messages=len(ids))
+        return ids
+
+    def status(self, edition_id: str | None = None) -> list[EditionStatus]:
+        """Every edition (or one), newest first, with its ledger per language."""
+        found = [(i, s) for i, s in self.store.editions() if edition_id in (None, i)]
+        if edition_id and not found:
+            raise UsageError(f"no edition {edition_id!r}; 'buzz status' lists them")
+        return [EditionStatus(i, str(state), self._ledger(i)) for i, state in found]
+
+    def _ledger(self, edition_id: str) -> dict[str, dict[str, int]]:
+        return {
+            lang: {
+                "recipients": sum(c.values()),
+                "sent": c[DeliveryState.SENT],
+                "failed": c[DeliveryState.FAILED],
+                "in_doubt": c[DeliveryState.IN_DOUBT],
+                "skipped": c[DeliveryState.SKIPPED],
+                "pending": c[DeliveryState.PENDING] + c[DeliveryState.SENDING],
+            }
+            for lang, c in self.store.delivery_counts(edition_id).items()
+        }
+
+    def unfinished_sends(self) -> list[str]:
+        """Editions whose send was interrupted, oldest first."""
+        return [i for i, state in reversed(self.store.editions()) if state is EditionState.SENDING]

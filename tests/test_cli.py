@@ -1,0 +1,188 @@
+"""End-to-end tests of the `buzz` command on a copy of the demo: the real process, real files."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Buzz
+
+UNSUBSCRIBED = "mathieu.belanger@example.com"
+
+
+def _emails(folder: Path) -> dict[str, list[email.message.EmailMessage]]:
+    return {
+        lang: [
+            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for path in sorted((folder / lang).glob("*.eml"))
+        ]
+        for lang in ("en", "fr")
+    }
+
+
+def _demo_run(buzz: Buzz) -> subprocess.CompletedProcess[str]:
+    imported = buzz("subscribers", "import", "demo/subscribers.csv")
+    assert imported.returncode == 0, imported.stderr
+    return buzz("run")
+
+
+def test_demo_run_delivers_both_languages_then_finds_nothing_new(buzz: Buzz, demo: Path) -> None:
+    """`make run`: both editions to the outbox, the unsubscribed skipped; again: nothing new."""
+    first = _demo_run(buzz)
+    assert first.returncode == 0, first.stderr
+    assert "Edition " in first.stdout
+    assert "4 stories (en 4, fr 4)" in first.stdout
+    edition_id = first.stdout.split("Edition ")[1].split(":")[0]
+    outbox = demo / "var" / "out" / "outbox" / edition_id
+    mails = _emails(outbox)
+    assert len(mails["en"]) == 5
+    assert len(mails["fr"]) == 4
+    recipients = [m["To"].addresses[0].addr_spec for lang in mails.values() for m in lang]
+    assert len(set(recipients)) == 9
+    assert UNSUBSCRIBED not in recipients
+    assert all(m["Subject"].startswith("Le buzz IT\u00a0: ") for m in mails["fr"])
+    assert all(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for m in mails["en"])
+    folder = demo / "var" / "out" / "editions" / edition_id
+    for name in ("edition.json", "en.html", "en.txt", "en.eml", "fr.html", "fr.txt", "fr.eml"):
+        assert (folder / name).is_file(), name
+    doc = json.loads((folder / "edition.json").read_text())
+    assert [set(story) >= {"en", "fr", "related"} for story in doc["stories"]] == [True] * 4
+
+    second = _demo_run(buzz)
+    assert second.returncode == 0, second.stderr
+    assert "Nothing new to send." in second.stdout
+    assert len(_emails(outbox)["en"]) == 5
+
+
+def test_logs_are_json_lines_with_run_id_and_stage_counts(buzz: Buzz) -> None:
+    """On a non-terminal stderr every line is a JSON event with event, level, timestamp, run_id."""
+    result = _demo_run(buzz)
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert all({"event", "level", "timestamp", "run_id"} <= set(e) for e in events)
+    assert len({e["run_id"] for e in events}) == 1
+    names = [e["event"] for e in events]
+    for stage in ("fetch_finished", "compose_finished", "render_finished", "send_finished"):
+        assert stage in names
+    assert all("duration_ms" in e for e in events if e["event"].endswith("_finished"))
+    assert "@" not in result.stderr.replace("buzz@news.example.com", "")
+
+
+def test_configuration_error_is_one_line_and_exit_2(buzz: Buzz, demo: Path) -> None:
+    """A typo in the config: exit 2, the file and key named, no traceback."""
+    config = demo / "buzz.toml"
+    config.write_text(config.read_text().replace("max_stories", "max_storys"))
+    result = buzz("run")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "buzz: buzz.toml: edition.max_storys: unknown key"
+    assert "Traceback" not in result.stderr
+
+
+def test_a_second_concurrent_run_exits_75_and_changes_nothing(buzz: Buzz, demo: Path) -> None:
+    """While another process holds the state lock, `buzz run` exits 75 at once."""
+    state = demo / "var" / "buzz.sqlite"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from pipeline.store import locked\n"
+            f"with locked(Path({str(state)!r})):\n print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        result = buzz("run")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 75
+    assert "another buzz process holds" in result.stderr
+    assert not (demo / "var" / "out").exists()
+
+
+def test_build_then_proof_then_send_then_status(buzz: Buzz, demo: Path) -> None:
+    """Marketing's flow: build a draft, proof it to themselves (no ledger), send it, check."""
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    assert buzz("fetch").returncode == 0
+    built = buzz("build")
+    assert built.returncode == 0
+    assert "Edition " in built.stdout
+    edition_id = built.stdout.split("Edition ")[1].split(":")[0]
+
+    proof = buzz("send", "--test", "me@example.com")
+    assert proof.returncode == 0, proof.stderr
+    proofs = demo / "var" / "out" / "outbox" / edition_id / "proofs"
+    assert len(list(proofs.rglob("*.eml"))) == 2
+    status = json.loads(buzz("status", "--json").stdout)
+    assert status["editions"][0]["state"] == "draft"
+    assert status["editions"][0]["languages"] == {}
+
+    refused = buzz("send")
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+
+    dry = buzz("send", "--dry-run")
+    assert dry.returncode == 0
+    assert "dry run — 5 message(s) built" in dry.stdout
+
+    sent = buzz("send", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    status = json.loads(buzz("status", "--json").stdout)
+    [edition] = status["editions"]
+    assert edition["state"] == "sent"
+    assert edition["languages"]["en"] == {
+        "recipients": 5, "sent": 5, "failed": 0, "in_doubt": 0, "skipped": 0, "pending": 0,
+    }  # fmt: skip
+    assert [f["ok"] for f in status["feeds"]] == [True, True]
+
+    again = buzz("send", edition_id, "--yes")
+    assert again.returncode == 0
+    assert "already sent" in again.stdout
+
+
+def test_lang_restricts_the_send(buzz: Buzz, demo: Path) -> None:
+    """`--lang fr` sends only the French edition."""
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    result = buzz("run", "--lang", "fr")
+    assert result.returncode == 0, result.stderr
+    outbox = next((demo / "var" / "out" / "outbox").iterdir())
+    assert [p.name for p in outbox.iterdir()] == ["fr"]
+
+
+def test_subscribers_commands(buzz: Buzz, demo: Path) -> None:
+    """Import reports bad lines with exit 2, list shows status, unsubscribe is recorded."""
+    bad = demo / "bad.csv"
+    bad.write_text("email,language,consent_source,consent_at\nx,en,form,2026-01-01\n")
+    result = buzz("subscribers", "import", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2: email 'x'" in result.stderr
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    listed = buzz("subscribers", "list", "--lang", "fr").stdout.splitlines()
+    assert len(listed) == 5
+    assert sum("unsubscribed" in line for line in listed) == 1
+    assert buzz("subscribers", "unsubscribe", "nobody@example.com").returncode == 2
+    gone = buzz("subscribers", "unsubscribe", "Chloe.Gagne@example.net")
+    assert gone.returncode == 0, gone.stderr
+    db = sqlite3.connect(demo / "var" / "buzz.sqlite")
+    [(when,)] = db.execute(
+        "SELECT unsubscribed_at FROM subscribers WHERE email = 'chloe.gagne@example.net'"
+    )
+    assert when is not None
+
+
+def test_every_command_has_help(buzz: Buzz) -> None:
+    """Each command of the contract answers --help."""
+    for command in (
+        ["run"], ["fetch"], ["build"], ["preview"], ["send"], ["status"],
+        ["subscribers", "import"], ["subscribers", "list"], ["subscribers", "unsubscribe"],
+    ):  # fmt: skip
+        result = buzz(*command, "--help")
+        assert result.returncode == 0, command
+        assert "--config" in result.stdout, command

@@ -1,0 +1,114 @@
+"""Tests for pipeline.config: the demo loads; every problem names file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import config
+from pipeline.errors import ConfigError, ExitCode
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert caught.value.exit_code == ExitCode.USAGE
+    return caught.value.problems
+
+
+def test_demo_config_loads_with_paths_resolved_against_its_folder(demo: Path) -> None:
+    """Relative state, output and feed paths resolve against the config file's folder."""
+    settings = config.load(demo / "buzz.toml")
+    assert settings.languages == ("en", "fr")
+    assert settings.state_path == demo / "var" / "buzz.sqlite"
+    assert settings.output_dir == demo / "var" / "out"
+    assert settings.feed_locations("fr") == [str(demo / "demo" / "feeds" / "le-buzz-it-fr.xml")]
+    assert settings.language_settings["fr"].from_ == "Le buzz IT <buzz@news.example.com>"
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    """A missing file is reported with its path."""
+    assert _problems(tmp_path / "nope.toml") == [
+        f"{tmp_path / 'nope.toml'}: file not found (use --config PATH or $BUZZ_CONFIG)"
+    ]
+
+
+def test_bad_toml_names_line_and_column(tmp_path: Path) -> None:
+    """A syntax error names the file and where it is."""
+    path = tmp_path / "bad.toml"
+    path.write_text("[newsletter\nx = 1\n")
+    [problem] = _problems(path)
+    assert problem.startswith(f"{path}: invalid TOML:")
+    assert "line 1" in problem
+
+
+def test_every_problem_is_listed_with_its_key(demo: Path) -> None:
+    """Unknown keys, wrong types, unknown languages and bad values are all reported at once."""
+    path = demo / "buzz.toml"
+    text = path.read_text()
+    text = text.replace("max_stories = 8", 'max_stories = "8"\nmax_storys = 3')
+    text = text.replace('languages = ["en", "fr"]', 'languages = ["en", "de"]')
+    text = text.replace('timezone = "America/Toronto"', 'timezone = "Mars/Base"')
+    text = text.replace('contact_url = "https://example.com/contact"', 'contact_url = "ftp://x"')
+    path.write_text(text)
+    problems = _problems(path)
+    keys = [problem.split(": ")[1] for problem in problems]
+    assert sorted(keys) == sorted(
+        [
+            "newsletter.languages",
+            "newsletter.timezone",
+            "edition.max_stories",
+            "edition.max_storys",
+            "sender.contact_url",
+        ]
+    )
+    assert all(problem.startswith(f"{path}: ") for problem in problems)
+    assert f"{path}: edition.max_storys: unknown key" in problems
+    assert any("unknown language de" in problem for problem in problems)
+
+
+def test_listed_language_needs_its_section(demo: Path) -> None:
+    """A language listed in newsletter.languages without a [languages.X] section is named."""
+    path = demo / "buzz.toml"
+    text = path.read_text()
+    start, end = text.index("[languages.fr]"), text.index("[feeds]")
+    path.write_text(text[:start] + text[end:])
+    assert _problems(path) == [
+        f"{path}: languages.fr: required section is missing (newsletter.languages lists it)"
+    ]
+
+
+def test_unsubscribe_url_needs_token_placeholder(demo: Path) -> None:
+    """The local audience's unsubscribe URL must carry {token}."""
+    path = demo / "buzz.toml"
+    path.write_text(path.read_text().replace("unsubscribe?token={token}", "unsubscribe"))
+    [problem] = _problems(path)
+    assert "audience.unsubscribe_url: must contain the placeholder {token}" in problem
+
+
+def test_only_http_feeds_or_local_files(demo: Path) -> None:
+    """A feed on another scheme is refused."""
+    path = demo / "buzz.toml"
+    path.write_text(path.read_text().replace('"demo/feeds/it-buzz-en.xml"', '"ftp://x/feed"'))
+    [problem] = _problems(path)
+    assert "languages.en.feeds" in problem
+    assert "only http(s) URLs and local files" in problem
+
+
+def test_aws_region_overrides_delivery_region(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_REGION from the environment wins over delivery.region."""
+    settings = config.load(demo / "buzz.toml")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    assert settings.region == "ca-central-1"
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    assert settings.region == "us-east-1"
+
+
+def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config wins over $BUZZ_CONFIG, which wins over buzz.toml."""
+    monkeypatch.delenv("BUZZ_CONFIG", raising=False)
+    assert config.config_path(None) == Path("buzz.toml")
+    monkeypatch.setenv("BUZZ_CONFIG", "/etc/buzz.toml")
+    assert config.config_path(None) == Path("/etc/buzz.toml")
+    assert config.config_path("x.toml") == Path("x.toml")

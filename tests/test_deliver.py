@@ -1,0 +1,131 @@
+"""Tests for pipeline.deliver: the ledger-driven send loop, the outbox, and SES via moto."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+
+from pipeline.audience import LocalAudience, Signer
+from pipeline.deliver import (
+    OutboxTransport,
+    Rejected,
+    SesTransport,
+    Transient,
+    send_language,
+    short_hash,
+)
+from pipeline.models import DeliveryState, Edition, Recipient
+from pipeline.store import Store, Subscriber
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+FROM = b"From: IT Buzz <buzz@news.example.com>\r\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "s.sqlite")
+    store.save_draft(Edition("e1", NOW, ("en",), ()))
+    store.upsert_subscribers(
+        [Subscriber(f"r{i}@example.com", "en", "form", "2026-01-01") for i in range(5)], NOW
+    )
+    return store
+
+
+def _audience(store: Store) -> LocalAudience:
+    return LocalAudience(store, "https://example.com/u?token={token}", Signer("k"))
+
+
+def _message(recipient: Recipient) -> bytes:
+    return FROM + f"To: {recipient.email}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+
+
+def test_outbox_send_reaches_everyone_once(store: Store, tmp_path: Path) -> None:
+    """Every subscriber gets one .eml; running again sends nothing more."""
+    outbox = OutboxTransport(tmp_path / "outbox")
+    report = send_language(store, "e1", "en", _audience(store), outbox, _message)
+    assert report.counts["sent"] == 5
+    files = sorted((tmp_path / "outbox" / "en").iterdir())
+    assert [f.name for f in files] == sorted(
+        f"{short_hash(f'r{i}@example.com')}.eml" for i in range(5)
+    )
+    again = send_language(store, "e1", "en", _audience(store), outbox, _message)
+    assert again.attempted == 0
+    assert again.counts["sent"] == 5
+
+
+def test_resume_after_a_crash_sends_only_what_was_never_sent(store: Store, tmp_path: Path) -> None:
+    """A row left `sending` is in doubt and not resent; pending rows are sent."""
+    store.freeze_audience("e1", "en", _audience(store).recipients("en"))
+    store.mark("e1", "r0@example.com", DeliveryState.SENT, message_id="m0")
+    store.mark("e1", "r1@example.com", DeliveryState.SENDING)  # the process died here
+    outbox = OutboxTransport(tmp_path / "outbox")
+    report = send_language(store, "e1", "en", _audience(store), outbox, _message)
+    assert report.attempted == 3
+    assert report.counts["sent"] == 4
+    assert report.counts["in_doubt"] == 1
+    assert not (tmp_path / "outbox" / "en" / f"{short_hash('r1@example.com')}.eml").exists()
+    resend = send_language(
+        store, "e1", "en", _audience(store), outbox, _message, resend_in_doubt=True
+    )
+    assert resend.attempted == 1
+    assert resend.counts["sent"] == 5
+
+
+def test_an_unsubscribe_after_the_freeze_is_honoured(store: Store, tmp_path: Path) -> None:
+    """Someone who unsubscribes between the freeze and their turn is skipped."""
+    store.freeze_audience("e1", "en", _audience(store).recipients("en"))
+    store.unsubscribe("r3@example.com", NOW)
+    report = send_language(
+        store, "e1", "en", _audience(store), OutboxTransport(tmp_path / "o"), _message
+    )
+    assert report.counts["skipped"] == 1
+    assert report.counts["sent"] == 4
+
+
+def _moto_messages(base: str) -> list[dict[str, object]]:
+    data = json.load(urllib.request.urlopen(f"{base}/moto-api/data.json"))
+    return data["ses"]["RawMessage"]  # type: ignore[no-any-return]
+
+
+def test_ses_send_through_a_real_http_endpoint(store: Store, ses_env: str) -> None:
+    """SES v2 SendEmail with raw MIME: each recipient once, with SES's message id recorded."""
+    boto3.client("sesv2", region_name="ca-central-1").create_email_identity(
+        EmailIdentity="news.example.com"
+    )
+    report = send_language(
+        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message
+    )
+    assert report.counts["sent"] == 5
+    sent = _moto_messages(ses_env)
+    assert sorted({m["destinations"][0] for m in sent}) == [f"r{i}@example.com" for i in range(5)]  # type: ignore[index]
+    assert len(sent) == 5
+
+
+def test_ses_rejection_fails_that_recipient_and_the_send_goes_on(
+    store: Store, ses_env: str
+) -> None:
+    """MessageRejected (unverified sender) is permanent: failed, recorded, not retried."""
+    report = send_language(
+        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message
+    )
+    assert report.counts["failed"] == 5
+    assert report.attempted == 5
+    with pytest.raises(Rejected, match="MessageRejected"):
+        SesTransport("ca-central-1").send(
+            Recipient("x@example.com", "en"), _message(Recipient("x@example.com", "en"))
+        )
+
+
+def test_ses_unreachable_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No endpoint listening: a transient error, safe to retry (the message never left)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", "http://127.0.0.1:9")
+    recipient = Recipient("x@example.com", "en")
+    with pytest.raises(Transient, match="cannot reach SES"):
+        SesTransport("ca-central-1").send(recipient, _message(recipient))

@@ -1,0 +1,88 @@
+"""Tests for pipeline.render: real MJML rendering of both languages, safe personalisation."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.models import Edition, Related, Story
+from pipeline.render import TEMPLATES_DIR, Sender, render
+from tests.helpers import make_post
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SENDER = Sender("Example Inc.", "123 Example St, Toronto ON", "https://example.com/contact")
+
+
+def _edition(
+    title_en: str = "Ransomware & you", title_fr: str = "Les rançongiciels et vous"
+) -> Edition:
+    en = make_post("en1", "en", title_en, image="https://blog.example.com/i.jpg")
+    fr = make_post("fr1", "fr", title_fr, image="https://blog.example.com/i.jpg")
+    related = make_post("en0", "en", "Older post on backups")
+    story = Story({"en": en, "fr": fr}, {"en": (Related(related, 0.3),), "fr": ()})
+    return Edition("2026-11-26", NOW, ("en", "fr"), (story,))
+
+
+def test_string_catalogs_have_the_same_keys() -> None:
+    """Every interface word exists in both languages."""
+    keys = [
+        set(tomllib.loads((TEMPLATES_DIR / "strings" / f"{lang}.toml").read_text()))
+        for lang in ("en", "fr")
+    ]
+    assert keys[0] == keys[1]
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected", "foreign"),
+    [
+        ("en", ["Read more", "Related", "Unsubscribe", "November 20, 2026"], ["Lire la suite"]),
+        (
+            "fr",
+            ["Lire la suite", "Se désabonner", "20 novembre 2026"],
+            ["Read more", "Unsubscribe"],
+        ),
+    ],
+)
+def test_each_language_speaks_only_its_own_words(
+    lang: str, expected: list[str], foreign: list[str]
+) -> None:
+    """The HTML and text parts use the language's catalog and date format, and set `lang`."""
+    rendered = render(_edition(), lang, "IT Buzz" if lang == "en" else "Le buzz IT", SENDER)
+    assert f'lang="{lang}-CA"' in rendered.html
+    for word in expected:
+        assert word in rendered.html
+        assert word in rendered.text
+    for word in foreign:
+        assert word not in rendered.html
+        assert word not in rendered.text
+
+
+def test_french_subject_has_a_non_breaking_space_before_the_colon() -> None:
+    """French typography: "Le buzz IT : …" with U+00A0."""
+    rendered = render(_edition(), "fr", "Le buzz IT", SENDER)
+    assert rendered.subject == "Le buzz IT\u00a0: Les rançongiciels et vous"
+
+
+def test_feed_text_is_escaped_and_cannot_forge_a_placeholder() -> None:
+    """Markup in a title is shown as text; a title that looks like a placeholder stays as is."""
+    hostile = "<script>alert(1)</script> https://buzz.invalid/0000000000000000/unsubscribe"
+    rendered = render(_edition(title_en=hostile), "en", "IT Buzz", SENDER)
+    assert "<script>alert(1)</script>" not in rendered.html
+    assert "&lt;script&gt;" in rendered.html
+    html_part, text_part = rendered.personalize({"unsubscribe_url": "https://u.example/?t=a&b"})
+    assert "https://u.example/?t=a&amp;b" in html_part
+    assert "https://u.example/?t=a&b" in text_part
+    assert "https://buzz.invalid/0000000000000000/unsubscribe" in html_part
+    assert html_part.count("https://u.example/?t=a&amp;b") == 1
+
+
+def test_no_third_party_resource_is_loaded() -> None:
+    """No web font host and no hot-linked icon: only the blog's own images."""
+    rendered = render(_edition(), "en", "IT Buzz", SENDER)
+    sources = re.findall(r'(?:src|href)="(https?://[^/"]+)', rendered.html)
+    hosts = {re.sub(r"https?://", "", s) for s in sources}
+    assert "fonts.googleapis.com" not in rendered.html
+    assert hosts <= {"blog.example.com", "example.com", "buzz.invalid"}

@@ -1,0 +1,83 @@
+"""Tests for pipeline.text: feed text made safe."""
+
+from __future__ import annotations
+
+from pipeline.text import canonical_url, http_url, one_line, plain_text, sanitize_html, shorten
+
+
+def test_plain_text_decodes_entities_and_collapses_lines() -> None:
+    """Tags go, entities are decoded, CR/LF and runs of spaces become one space."""
+    assert plain_text("<p>Caf&eacute; &amp; co</p><p>Line\r\nBcc: x@y.z</p>") == (
+        "Café & co Line Bcc: x@y.z"
+    )
+
+
+def test_plain_text_drops_script_content() -> None:
+    """Script and style bodies are not text."""
+    assert plain_text("<script>alert(1)</script><style>p{}</style>Hello") == "Hello"
+
+
+def test_shorten_cuts_at_a_word_with_an_ellipsis() -> None:
+    """A long text is cut at a word boundary and marked."""
+    text = "word " * 30
+    cut = shorten(text.strip(), 42)
+    assert len(cut) <= 42
+    assert cut.endswith("word…")
+
+
+def test_shorten_prefers_a_sentence_end() -> None:
+    """When a sentence ends in the second half of the limit, the cut happens there."""
+    text = "The first sentence is here. The second one goes on and on and on and on."
+    assert shorten(text, 40) == "The first sentence is here."
+
+
+def test_shorten_turns_a_wordpress_more_marker_into_an_ellipsis() -> None:
+    """WordPress excerpts end with [&#8230;]; the reader sees one ellipsis."""
+    assert shorten("It was the best of times […]", 100) == "It was the best of times…"
+
+
+def test_one_line_title_has_no_header_breaks() -> None:
+    """A title with CR/LF and a forged header stays one line."""
+    title = one_line("Hello\r\nBcc: victim@example.com", 200)
+    assert "\r" not in title
+    assert "\n" not in title
+
+
+def test_sanitize_html_keeps_structure_and_removes_active_content() -> None:
+    """Scripts, handlers, iframes, forms, javascript: and data: URLs are removed."""
+    dirty = (
+        '<p onclick="x()">Hi <a href="javascript:alert(1)">a</a> '
+        '<a href="https://ok.example/">b</a></p><script>evil()</script>'
+        '<iframe src="https://x"></iframe><form><input></form>'
+        '<img src="data:image/png;base64,AAAA" onerror="x()"><img src="https://i.example/a.jpg">'
+    )
+    clean = sanitize_html(dirty)
+    for bad in (
+        "onclick",
+        "javascript:",
+        "<script",
+        "evil",
+        "<iframe",
+        "<form",
+        "data:",
+        "onerror",
+    ):
+        assert bad not in clean
+    assert '<a href="https://ok.example/" rel="noopener noreferrer">b</a>' in clean
+    assert '<img src="https://i.example/a.jpg">' in clean
+
+
+def test_http_url_accepts_only_http_and_https() -> None:
+    """Other schemes, relative URLs and control characters are refused."""
+    assert http_url("https://a.example/x") == "https://a.example/x"
+    assert http_url("HTTP://a.example/") == "HTTP://a.example/"
+    for bad in ("javascript:alert(1)", "data:text/html,x", "/relative", "https://a.example/\nx"):
+        assert http_url(bad) is None
+
+
+def test_canonical_url_drops_fragment_and_tracking() -> None:
+    """Fragments and tracking parameters go; other parameters stay."""
+    assert (
+        canonical_url("https://Blog.Example.com/p/?utm_source=x&id=3&fbclid=y#comments")
+        == "https://blog.example.com/p/?id=3"
+    )

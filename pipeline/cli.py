@@ -18,6 +18,7 @@ import structlog
 from pipeline import config, log
 from pipeline.audience import read_csv
 from pipeline.errors import BuzzError, ExitCode, UsageError
+from pipeline.feeds import FeedReport, unavailable_languages
 from pipeline.models import Edition, EditionState
 from pipeline.run import Job, SendOutcome
 from pipeline.store import Store, locked
@@ -107,6 +108,12 @@ def run(options: Options, dry_run: bool) -> int:
     for resumed in result.resumed:
         click.echo(f"Resumed the interrupted send of edition {resumed.edition_id}:")
         _print_send(job, resumed)
+    if result.unavailable:
+        click.echo(
+            f"Every feed of {', '.join(result.unavailable)} failed: no new edition this run "
+            "(it would lack those stories). buzz will try again at the next run."
+        )
+        return result.exit_code
     if result.built is None:
         click.echo("Nothing new to send.")
         return result.exit_code
@@ -126,16 +133,29 @@ def run(options: Options, dry_run: bool) -> int:
 
 @cli.command()
 @common
-def fetch(options: Options) -> int:
-    """Fetch every feed, store new posts, print a summary per feed."""
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Also seed the archive from older feed pages (WordPress ?paged=N); never sent.",
+)
+@click.option("--max-pages", default=50, show_default=True, help="Pages per feed for --backfill.")
+def fetch(options: Options, backfill: bool, max_pages: int) -> int:
+    """Fetch every feed, store new posts, print a summary per feed.
+
+    Exits 75 when every feed of a language failed."""
     job = options.job()
     with locked(job.settings.state_path):
         reports = job.fetch()
+        backfilled = job.backfill(max_pages) if backfill else []
     _print_feeds(reports)
-    return ExitCode.OK
+    for b in backfilled:
+        click.echo(f"  [{b.lang}] {b.url}: backfill read {b.pages} page(s), {b.added} post(s) "
+                   f"archived; stopped: {b.stopped}")  # fmt: skip
+    unavailable = unavailable_languages(reports, options.languages(job))
+    return ExitCode.TEMPFAIL if unavailable else ExitCode.OK
 
 
-def _print_feeds(reports: list[Any]) -> None:
+def _print_feeds(reports: list[FeedReport]) -> None:
     for r in reports:
         if r.status == "error":
             click.echo(f"  [{r.lang}] {r.url}: FAILED — {r.error}")

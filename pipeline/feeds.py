@@ -1,36 +1,21 @@
-"""Gather: fetch every feed (bounded, concurrent, conditional), parse, normalise into Posts.
-
-buzz fetches the bytes itself — feedparser's own fetcher has no timeout — with a connect
-timeout, a total deadline, a byte cap and a bounded number of redirects, then hands the bytes
-and the response headers to feedparser.
-"""
+"""Gather: fetch every feed (see `fetch`), parse with feedparser, normalise into Posts, store
+what is new, and record each feed's health."""
 
 from __future__ import annotations
 
 import calendar
 import hashlib
 import re
-import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import feedparser
-import httpx
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
-from pipeline import __version__
 from pipeline.config import FeedsSection
 from pipeline.errors import FeedError
+from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all
 from pipeline.log import log
 from pipeline.models import Post
 from pipeline.store import FeedState, Store
@@ -44,30 +29,10 @@ from pipeline.text import (
     shorten,
 )
 
-MAX_REDIRECTS = 5
-MAX_CONCURRENT_FETCHES = 8
 TITLE_LIMIT = 200
 SUMMARY_LIMIT = 300
+BACKFILL_MAX_PAGES = 50
 _FIRST_IMG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class FeedLimits:
-    """How long and how much one feed may cost."""
-
-    timeout_s: float
-    max_bytes: int
-    user_agent: str
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A feed's body and the response metadata feedparser and the next request need."""
-
-    body: bytes
-    content_type: str
-    etag: str | None = None
-    last_modified: str | None = None
 
 
 @dataclass(slots=True)
@@ -83,109 +48,6 @@ class FeedReport:
     warning: str | None = None
     etag: str | None = None
     last_modified: str | None = None
-    duration_ms: float = 0.0
-
-
-def user_agent(contact_url: str) -> str:
-    """The User-Agent buzz sends: its name, version and where to reach the sender."""
-    return f"buzz/{__version__} (+{contact_url})"
-
-
-# Fetching -------------------------------------------------------------------------------------
-
-
-def fetch(
-    location: str, limits: FeedLimits, etag: str | None, modified: str | None
-) -> Fetched | None:
-    """The feed's bytes, or None when the server says it has not changed (304)."""
-    if http_url(location) is None:
-        return _read_local(Path(location), limits)
-    return _fetch_http_with_retries(location, limits, etag, modified)
-
-
-def _read_local(path: Path, limits: FeedLimits) -> Fetched:
-    try:
-        with path.open("rb") as handle:
-            body = handle.read(limits.max_bytes + 1)
-    except OSError as exc:
-        raise FeedError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(body) > limits.max_bytes:
-        raise FeedError(f"feed is larger than feeds.max_bytes ({limits.max_bytes} bytes)")
-    return Fetched(body=body, content_type="application/xml")
-
-
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, httpx.TransportError) or (
-        isinstance(exc, _ServerError) and exc.status >= 500
-    )
-
-
-class _ServerError(FeedError):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-
-
-def _fetch_http_with_retries(
-    url: str, limits: FeedLimits, etag: str | None, modified: str | None
-) -> Fetched | None:
-    attempt = retry(
-        retry=retry_if_exception(_transient),
-        stop=stop_after_attempt(3) | stop_after_delay(limits.timeout_s),
-        wait=wait_exponential_jitter(multiplier=0.5, max=4),
-        reraise=True,
-    )(_fetch_http)
-    try:
-        return attempt(url, limits, etag, modified)
-    except httpx.TimeoutException:
-        raise FeedError(f"timed out after {limits.timeout_s:g} s") from None
-    except httpx.TooManyRedirects:
-        raise FeedError(f"more than {MAX_REDIRECTS} redirects") from None
-    except httpx.HTTPError as exc:
-        raise FeedError(f"network error: {exc}") from None
-
-
-def _fetch_http(
-    url: str, limits: FeedLimits, etag: str | None, modified: str | None
-) -> Fetched | None:
-    headers = {
-        "User-Agent": limits.user_agent,
-        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
-    }
-    if etag:
-        headers["If-None-Match"] = etag
-    if modified:
-        headers["If-Modified-Since"] = modified
-    deadline = time.monotonic() + limits.timeout_s
-    timeout = httpx.Timeout(limits.timeout_s, connect=min(10.0, limits.timeout_s))
-    with (
-        httpx.Client(
-            timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS, headers=headers
-        ) as client,
-        client.stream("GET", url) as response,
-    ):
-        if response.status_code == 304:
-            return None
-        if response.status_code >= 400:
-            raise _ServerError(response.status_code)
-        declared = int(response.headers.get("content-length") or 0)
-        if declared > limits.max_bytes:
-            raise FeedError(f"feed is larger than feeds.max_bytes ({limits.max_bytes} bytes)")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limits.max_bytes or response.num_bytes_downloaded > limits.max_bytes:
-                raise FeedError(f"feed is larger than feeds.max_bytes ({limits.max_bytes} bytes)")
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout("total deadline exceeded")
-            chunks.append(chunk)
-        return Fetched(
-            body=b"".join(chunks),
-            content_type=response.headers.get("content-type", "application/xml"),
-            etag=response.headers.get("etag"),
-            last_modified=response.headers.get("last-modified"),
-        )
 
 
 # Parsing and normalising ----------------------------------------------------------------------
@@ -198,13 +60,18 @@ def parse(fetched: Fetched, url: str, lang: str, now: datetime) -> tuple[list[Po
     parsed = feedparser.parse(
         fetched.body,
         response_headers={"content-type": fetched.content_type, "content-location": url},
+        sanitize_html=False,  # nh3 sanitizes, with an allow-list of our own
+        resolve_relative_uris=False,
     )
     if not parsed.entries:
         if parsed.bozo:
             raise FeedError(f"not a usable feed: {_bozo_reason(parsed)}")
         if not parsed.version:
             raise FeedError("not an RSS or Atom feed")
-    warning = f"damaged feed, entries kept: {_bozo_reason(parsed)}" if parsed.bozo else None
+    warnings = [fetched.warning] if fetched.warning else []
+    if parsed.bozo:
+        warnings.append(f"damaged feed, entries kept: {_bozo_reason(parsed)}")
+    warning = "; ".join(warnings) or None
     posts = [post for entry in parsed.entries if (post := to_post(entry, lang, url, now))]
     return _unique(posts), warning
 
@@ -227,19 +94,19 @@ def to_post(entry: Any, lang: str, feed_url: str, now: datetime) -> Post | None:
     if url is None or not title:
         return None
     content = entry["content"][0].get("value", "") if entry.get("content") else ""
-    summary_html = entry.get("summary", "")
-    if not summary_html or (content and is_excerpt(plain_text(summary_html))):
-        summary_html = content or summary_html  # a cut-off excerpt reads worse than the body
+    summary = plain_text(entry.get("summary", ""))
+    if content and (not summary or is_excerpt(summary)):
+        summary = plain_text(content)  # a cut-off excerpt reads worse than the body
     identity = (entry.get("id") or "").strip() or url
     return Post(
-        guid=one_line(identity, 500) or _content_hash(title, summary_html),
+        guid=one_line(identity, 500) or _content_hash(title, content or summary),
         lang=lang,
         url=url,
         title=title,
-        summary=shorten(plain_text(summary_html), SUMMARY_LIMIT),
+        summary=shorten(summary, SUMMARY_LIMIT),
         published=_published(entry) or now,
-        content_html=sanitize_html(content or summary_html),
-        image=_image(entry, content or summary_html),
+        content_html=sanitize_html(content or entry.get("summary", "")),
+        image=_image(entry, content or entry.get("summary", "")),
         categories=_categories(entry),
         author=one_line(entry.get("author", ""), 100),
         feed_url=feed_url,
@@ -300,44 +167,46 @@ def gather(
     store: Store,
     now: datetime,
 ) -> list[FeedReport]:
-    """Fetch every (url, lang) concurrently, store what is new, record each feed's health.
+    """Fetch every (location, lang) concurrently, store what is new, record each feed's health.
 
     One feed's failure is recorded and logged; it never stops the others.
     """
     known = {url: store.feed_state(url) for url, _ in feeds}
-
-    def work(feed: tuple[str, str]) -> FeedReport:
-        url, lang = feed
-        state = known[url]
-        started = time.perf_counter()
-        report = _fetch_and_parse(url, lang, limits, state, now)
-        report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        return report
-
-    with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_FETCHES) as pool:
-        reports = list(pool.map(work, feeds))
+    requests = [
+        Request(url, state.etag, state.last_modified) if (state := known[url]) else Request(url)
+        for url, _ in feeds
+    ]
+    results = fetch_all(requests, limits)
+    reports = [
+        _report(url, lang, result, known[url], now)
+        for (url, lang), result in zip(feeds, results, strict=True)
+    ]
     for report in reports:
         _record(report, known[report.url], first_run, store, now)
     return reports
 
 
-def _fetch_and_parse(
-    url: str, lang: str, limits: FeedLimits, state: FeedState | None, now: datetime
+def _report(
+    url: str, lang: str, result: Fetched | FeedError | None, state: FeedState | None, now: datetime
 ) -> FeedReport:
     report = FeedReport(url=url, lang=lang)
-    if state is not None:
-        report.etag, report.last_modified = state.etag, state.last_modified
-    try:
-        fetched = fetch(url, limits, report.etag, report.last_modified)
-        if fetched is None:
-            report.status = "not_modified"
-            return report
-        report.posts, report.warning = parse(fetched, url, lang, now)
-        report.etag, report.last_modified = fetched.etag, fetched.last_modified
-    except FeedError as exc:
-        report.status, report.error = "error", str(exc)
-    except Exception as exc:  # a parser bug on hostile input must not stop the other feeds
-        report.status, report.error = "error", f"unexpected {type(exc).__name__}: {exc}"
+    if isinstance(result, FeedError):
+        report.status, report.error = "error", str(result)
+    elif result is None:
+        report.status = "not_modified"
+        report.etag, report.last_modified = (
+            (state.etag, state.last_modified) if state else (None, None)
+        )
+    else:
+        try:
+            report.posts, report.warning = parse(result, url, lang, now)
+        except FeedError as exc:
+            report.status, report.error = "error", str(exc)
+        except Exception as exc:  # a parser bug on hostile input must not stop the other feeds
+            report.status, report.error = "error", f"unexpected {type(exc).__name__}: {exc}"
+        report.etag, report.last_modified = result.etag, result.last_modified
+        if result.moved_to:
+            log.warning("feed_moved", url=url, lang=lang, moved_to=result.moved_to)
     return report
 
 
@@ -348,7 +217,7 @@ def _record(
     store: Store,
     now: datetime,
 ) -> None:
-    fields = {"url": report.url, "lang": report.lang, "duration_ms": report.duration_ms}
+    fields = {"url": report.url, "lang": report.lang}
     if report.status == "error":
         store.record_feed_failure(report.url, report.lang, report.error or "", now)
         log.warning("feed_failed", **fields, error=report.error)
@@ -377,3 +246,80 @@ def _record(
         new=report.new,
         archived=len(baseline),
     )
+
+
+def unavailable_languages(reports: Iterable[FeedReport], langs: Iterable[str]) -> list[str]:
+    """The languages among `langs` whose every feed failed in this fetch."""
+    failing: dict[str, bool] = {}
+    for report in reports:
+        failing[report.lang] = failing.get(report.lang, True) and report.status == "error"
+    return [lang for lang in langs if failing.get(lang, False)]
+
+
+# Backfill -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BackfillReport:
+    """What seeding the archive from one feed's older pages found."""
+
+    url: str
+    lang: str
+    pages: int = 0
+    added: int = 0
+    stopped: str = ""
+
+
+def backfill(
+    feeds: list[tuple[str, str]],
+    limits: FeedLimits,
+    store: Store,
+    now: datetime,
+    max_pages: int = BACKFILL_MAX_PAGES,
+) -> list[BackfillReport]:
+    """Seed the archive from WordPress feed pages (`?paged=2`, 3, …) of each http(s) feed,
+    until a 404, an empty page, a page with nothing unseen, or `max_pages`. Everything found
+    is archived as already published: backfill feeds related articles, never a newsletter."""
+    reports = [BackfillReport(url, lang) for url, lang in feeds if http_url(url)]
+    seen: dict[str, set[str]] = {report.url: set() for report in reports}
+    active = list(reports)
+    for page in range(2, max_pages + 2):
+        if not active:
+            break
+        results = fetch_all([Request(_paged(r.url, page)) for r in active], limits)
+        for report, result in zip(list(active), results, strict=True):
+            posts, stop = _page_posts(report, result, now)
+            fresh = [post for post in posts if post.guid not in seen[report.url]]
+            if not stop and not fresh:
+                stop = "no unseen entries"
+            if stop:
+                report.stopped = stop
+                active.remove(report)
+                continue
+            seen[report.url].update(post.guid for post in fresh)
+            report.pages += 1
+            report.added += store.save_posts(fresh, {post.guid for post in fresh}, now)
+    for report in active:
+        report.stopped = f"page limit ({max_pages})"
+    for report in reports:
+        log.info("feed_backfilled", url=report.url, lang=report.lang, pages=report.pages,
+                 added=report.added, stopped=report.stopped)  # fmt: skip
+    return reports
+
+
+def _paged(url: str, page: int) -> str:
+    return f"{url}{'&' if '?' in url else '?'}paged={page}"
+
+
+def _page_posts(
+    report: BackfillReport, result: Fetched | FeedError | None, now: datetime
+) -> tuple[list[Post], str]:
+    if isinstance(result, FeedError):
+        return [], "end of pages" if str(result) == "HTTP 404" else str(result)
+    if result is None:
+        return [], "not modified"
+    try:
+        posts, _ = parse(result, report.url, report.lang, now)
+    except FeedError as exc:
+        return [], str(exc)
+    return posts, "" if posts else "empty page"

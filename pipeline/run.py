@@ -27,7 +27,8 @@ from pipeline.deliver import (
     send_language,
 )
 from pipeline.errors import ConfigError, ExitCode, UsageError
-from pipeline.feeds import FeedLimits, FeedReport, gather, user_agent
+from pipeline.feeds import BackfillReport, FeedReport, backfill, gather, unavailable_languages
+from pipeline.fetch import FeedLimits, user_agent
 from pipeline.log import log, stage
 from pipeline.models import DeliveryState, Edition, EditionState, Recipient
 from pipeline.render import Rendered, Sender, render, strings
@@ -75,6 +76,7 @@ class RunResult:
     """What one `buzz run` did, stage by stage."""
 
     feeds: list[FeedReport]
+    unavailable: list[str] = field(default_factory=list)
     resumed: list[SendOutcome] = field(default_factory=list)
     built: Built | None = None
     sent: SendOutcome | None = None
@@ -83,13 +85,19 @@ class RunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """3 when some recipient failed permanently, else 0."""
+        """75 when a language's feeds all failed (try again later), 3 when some recipient
+        failed permanently, else 0."""
+        if self.unavailable:
+            return ExitCode.TEMPFAIL
         sends = [*self.resumed, *([self.sent] if self.sent else [])]
         return ExitCode.SOME_FAILED if any(s.failed for s in sends) else ExitCode.OK
 
     @property
     def outcome(self) -> str:
-        """One word for the run: nothing_new, sent, dry_run or awaiting_approval."""
+        """One word for the run: feeds_unavailable, nothing_new, sent, dry_run or
+        awaiting_approval."""
+        if self.unavailable:
+            return "feeds_unavailable"
         if self.built is None:
             return "nothing_new"
         if self.rehearsal is not None:
@@ -105,6 +113,7 @@ class RunResult:
             "stories": len(self.built.edition.stories) if self.built else 0,
             "feeds": len(self.feeds),
             "feeds_failed": sum(r.status == "error" for r in self.feeds),
+            "languages_unavailable": self.unavailable,
             "new_posts": sum(r.new for r in self.feeds),
             "deliveries": {f"{s.edition_id}/{r.lang}": r.counts for s in sends for r in s.reports},
             "exit_code": int(self.exit_code),
@@ -128,13 +137,21 @@ class Job:
 
     def run(self, langs: Sequence[str], *, dry_run: bool = False) -> RunResult:
         """The scheduled job: gather, finish any interrupted send, build the next edition and
-        send it (or stop for approval, or only rehearse)."""
+        send it (or stop for approval, or only rehearse).
+
+        When every feed of a language failed, no edition is built: it would lack that
+        language's stories and break its pairs. The run says so and exits 75.
+        """
         with stage("run_finished") as summary:
             result = RunResult(feeds=self.fetch())
             for edition_id in self.unfinished_sends():
                 _, edition = self.load(edition_id)
                 result.resumed.append(self.send(edition, langs))
-            result.built = self.build()
+            result.unavailable = unavailable_languages(result.feeds, langs)
+            if result.unavailable:
+                log.warning("language_unavailable", languages=result.unavailable)
+            else:
+                result.built = self.build()
             if result.built is None:
                 pass
             elif dry_run:
@@ -148,8 +165,7 @@ class Job:
 
     # Gather ----------------------------------------------------------------------------------
 
-    def fetch(self) -> list[FeedReport]:
-        """Fetch every configured feed once and store what is new."""
+    def _feeds(self) -> tuple[list[tuple[str, str]], FeedLimits]:
         feeds = [
             (url, lang)
             for lang in self.settings.languages
@@ -160,11 +176,21 @@ class Job:
             max_bytes=self.settings.feeds.max_bytes,
             user_agent=user_agent(self.settings.sender.contact_url),
         )
+        return feeds, limits
+
+    def fetch(self) -> list[FeedReport]:
+        """Fetch every configured feed once and store what is new."""
+        feeds, limits = self._feeds()
         with stage("fetch_finished", feeds=len(feeds)) as counts:
             reports = gather(feeds, limits, self.settings.feeds, self.store, self.clock())
             counts["failed"] = sum(r.status == "error" for r in reports)
             counts["new_posts"] = sum(r.new for r in reports)
         return reports
+
+    def backfill(self, max_pages: int) -> list[BackfillReport]:
+        """Seed the archive from the older pages of every http(s) feed."""
+        feeds, limits = self._feeds()
+        return backfill(feeds, limits, self.store, self.clock(), max_pages)
 
     # Compose, render, write ------------------------------------------------------------------
 

@@ -293,14 +293,15 @@ class Store:
         """Insert new posts and update edited ones; return how many were new.
 
         A post is the same post when its guid matches, or when its canonical URL matches a post
-        of the same language (a republished post with a new guid). Posts whose guid is in
-        `baseline` are archived as already published when they are first stored.
+        of the same language (a republished post with a new guid). An update keeps the earliest
+        publication time seen (an undated entry is dated when first seen, and stays so). Posts
+        whose guid is in `baseline` are archived as already published when first stored.
         """
         new = 0
         with self.transaction() as tx:
             for post in posts:
                 row = tx.execute(
-                    "SELECT guid FROM posts WHERE guid = ? OR (url = ? AND lang = ?) "
+                    "SELECT guid, published FROM posts WHERE guid = ? OR (url = ? AND lang = ?) "
                     "ORDER BY guid = ? DESC LIMIT 1",
                     (post.guid, post.url, post.lang, post.guid),
                 ).fetchone()
@@ -320,15 +321,11 @@ class Store:
                         ),
                     )
                 else:
-                    kept = post_to_doc(post) | {"guid": row["guid"]}
+                    published = min(row["published"], _iso(post.published))
+                    kept = post_to_doc(post) | {"guid": row["guid"], "published": published}
                     tx.execute(
                         "UPDATE posts SET url = ?, doc = ?, published = ? WHERE guid = ?",
-                        (
-                            post.url,
-                            json.dumps(kept, ensure_ascii=False),
-                            _iso(post.published),
-                            row["guid"],
-                        ),
+                        (post.url, json.dumps(kept, ensure_ascii=False), published, row["guid"]),
                     )
         return new
 

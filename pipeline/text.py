@@ -14,6 +14,7 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _TRACKING = re.compile(r"^(utm_.*|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|yclid)$")
 _WP_MORE = re.compile(r"\s*(\[(…|&#8230;|\.\.\.)\]|…|\.\.\.)\s*$")
 
@@ -29,6 +30,8 @@ _CONTENT_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "h
 def plain_text(fragment: str) -> str:
     """Visible text of an HTML fragment (or of plain text): tags dropped, entities decoded,
     whitespace — CR and LF included — collapsed to single spaces."""
+    if "<" not in fragment:
+        return _SPACE.sub(" ", html.unescape(fragment)).strip()
     spaced = _BLOCK_TAG.sub(" <", fragment)
     stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
     return _SPACE.sub(" ", html.unescape(stripped)).strip()
@@ -78,7 +81,7 @@ def http_url(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
-    if any(ord(c) < 0x21 for c in value):
+    if _CONTROL.search(value):
         return None
     parts = urlsplit(value)
     if parts.scheme.lower() not in SAFE_URL_SCHEMES or not parts.netloc:

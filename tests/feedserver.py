@@ -56,6 +56,7 @@ def serve(routes: dict[str, Route] | None = None) -> Iterator[FeedServer]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    server.block_on_close = False  # a handler that stalls on purpose must not stall the test
     state.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.config import FeedsSection
 from pipeline.errors import FeedError
-from pipeline.feeds import FeedLimits, Fetched, fetch, first_run_baseline, gather, parse, to_post
+from pipeline.feeds import first_run_baseline, gather, parse, to_post
+from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all
 from pipeline.store import Store
 from tests.feedserver import Route, serve
 from tests.helpers import ROOT, make_post
@@ -19,6 +20,14 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 LIMITS = FeedLimits(timeout_s=5, max_bytes=1_000_000, user_agent="buzz/test (+https://x.example)")
 EN_FEED = (ROOT / "demo" / "feeds" / "it-buzz-en.xml").read_bytes()
 RSS = "application/rss+xml; charset=UTF-8"
+
+
+def fetch(url: str, etag: str | None = None, modified: str | None = None) -> Fetched | None:
+    """One fetch through the real concurrent fetcher; a FeedError is raised."""
+    [result] = fetch_all([Request(url, etag, modified)], LIMITS)
+    if isinstance(result, FeedError):
+        raise result
+    return result
 
 
 def _rss(items: str) -> bytes:
@@ -135,11 +144,11 @@ def test_fetch_sends_user_agent_and_conditional_headers_and_honours_304() -> Non
     """ETag and Last-Modified are sent back; a 304 is 'not modified'."""
     routes = {"/feed": Route(body=EN_FEED, headers={"Content-Type": RSS, "ETag": '"v1"'})}
     with serve(routes) as server:
-        first = fetch(server.url("/feed"), LIMITS, None, None)
+        first = fetch(server.url("/feed"))
         assert first is not None
         assert first.etag == '"v1"'
         server.routes["/feed"] = Route(status=304)
-        assert fetch(server.url("/feed"), LIMITS, '"v1"', "Tue, 24 Nov 2026 13:41:52 GMT") is None
+        assert fetch(server.url("/feed"), '"v1"', "Tue, 24 Nov 2026 13:41:52 GMT") is None
         _, headers = server.requests[-1]
     assert headers["If-None-Match"] == '"v1"'
     assert headers["If-Modified-Since"] == "Tue, 24 Nov 2026 13:41:52 GMT"
@@ -150,9 +159,9 @@ def test_http_errors_and_oversized_feeds_are_clear_errors() -> None:
     """A 404 and a body over the cap end in a FeedError naming the reason."""
     with serve({"/big": Route(body=b"x" * 2_000_000)}) as server:
         with pytest.raises(FeedError, match="HTTP 404"):
-            fetch(server.url("/missing"), LIMITS, None, None)
+            fetch(server.url("/missing"))
         with pytest.raises(FeedError, match=r"larger than feeds\.max_bytes"):
-            fetch(server.url("/big"), LIMITS, None, None)
+            fetch(server.url("/big"))
 
 
 def test_gather_records_each_feed_and_one_failure_does_not_stop_the_others(

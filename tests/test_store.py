@@ -146,3 +146,12 @@ def test_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path: Path) 
         holder.wait()
     with locked(state):
         pass
+
+
+def test_an_undated_post_keeps_its_first_seen_date(store: Store) -> None:
+    """An entry without a date is dated when first seen; later fetches do not move it."""
+    post = make_post("g1", published=NOW)
+    store.save_posts([post], set(), NOW)
+    store.save_posts([replace(post, published=NOW + timedelta(days=2))], set(), NOW)
+    [kept] = store.archive("en", NOW)
+    assert kept.published == NOW

@@ -91,6 +91,17 @@ class LocalAudience:
         return self.url_template.replace("{token}", self.signer.token(recipient.email))
 
 
+def valid_address(text: str) -> str:
+    """A deliverable-looking address in ASCII form (an international domain in IDNA), or
+    ValueError saying why not. Mailbox names in non-ASCII need SMTPUTF8, which few paths
+    support end to end; they are refused rather than lost at send time."""
+    try:
+        checked = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{text!r} is not a valid address: {exc}") from None
+    return checked.ascii_email or checked.normalized
+
+
 # CSV import -----------------------------------------------------------------------------------
 
 
@@ -112,18 +123,27 @@ def read_csv(path: Path, languages: tuple[str, ...], tz: ZoneInfo) -> ImportResu
     """Validate every line of a subscribers CSV; bad lines are reported with their numbers."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-            header = list(rows[0].keys()) if rows else []
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
         raise UsageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a CSV file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"{path}: cannot read as UTF-8 CSV: {exc}") from None
+    if not header:
+        raise UsageError(f"{path}: empty file; the header row is required")
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     if missing:
         raise UsageError(f"{path}: header row lacks column(s): {', '.join(missing)}")
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise UsageError(f"{path}: header row repeats column(s): {', '.join(repeated)}")
     result = ImportResult(extra_columns=[c for c in header if c not in KNOWN_COLUMNS and c])
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         try:
             subscriber = _subscriber(row, languages, tz, result.extra_columns)
         except ValueError as exc:
@@ -145,9 +165,9 @@ def _subscriber(
         raise ValueError("more fields than columns in the header")
     cells = {key: (value or "").strip() for key, value in row.items()}
     try:
-        email = validate_email(cells["email"], check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError(f"email {cells['email']!r}: {exc}") from None
+        email = valid_address(cells["email"])
+    except ValueError as exc:
+        raise ValueError(f"email {exc}") from None
     if cells["language"] not in languages:
         raise ValueError(f"language {cells['language']!r} is not one of {', '.join(languages)}")
     if not cells["consent_source"]:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.server
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,12 +17,14 @@ import click
 import structlog
 
 from pipeline import config, log
-from pipeline.audience import read_csv
-from pipeline.errors import BuzzError, ExitCode, UsageError
+from pipeline.audience import read_csv, valid_address
+from pipeline.errors import BuzzError, ConfigError, ExitCode, UsageError
 from pipeline.feeds import FeedReport, unavailable_languages
 from pipeline.models import Edition, EditionState
+from pipeline.render import render_preview
 from pipeline.run import Job, SendOutcome
 from pipeline.store import Store, locked
+from pipeline.text import public_url
 
 P = ParamSpec("P")
 
@@ -32,7 +35,8 @@ class Options:
 
     config: str | None
     lang: str | None
-    log_format: log.LogFormat | None
+    dry_run: bool
+    yes: bool
 
     def job(self) -> Job:
         """Load the configuration and open the state store."""
@@ -41,7 +45,13 @@ class Options:
             raise UsageError(
                 f"--lang {self.lang}: not a configured language ({', '.join(settings.languages)})"
             )
-        return Job(settings, Store(settings.state_path))
+        try:
+            store = Store(settings.state_path)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                [f"{settings.path}: newsletter.state: cannot open {settings.state_path}: {exc}"]
+            ) from None
+        return Job(settings, store)
 
     def languages(self, job: Job) -> tuple[str, ...]:
         """The languages this call is restricted to."""
@@ -65,19 +75,26 @@ def common(command: Callable[P, int]) -> Callable[..., int]:
         type=click.Choice(["json", "console"]),
         help="Log format on stderr (default: console on a terminal, JSON lines otherwise).",
     )
+    @click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Send nothing (messages are built, not handed over); fetch, build and "
+        "subscribers store nothing.",
+    )
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
     @functools.wraps(command)
-    def wrapper(config_path: str | None, lang: str | None, log_format: Any, **kwargs: Any) -> int:
+    def wrapper(
+        config_path: str | None,
+        lang: str | None,
+        log_format: Any,
+        dry_run: bool,
+        yes: bool,
+        **kwargs: Any,
+    ) -> int:
         log.configure(log_format)
-        options = Options(config_path, lang, log_format)
-        return command(options, **kwargs)  # type: ignore[arg-type]
+        return command(Options(config_path, lang, dry_run, yes), **kwargs)  # type: ignore[arg-type]
 
     return wrapper
-
-
-dry_run_option = click.option(
-    "--dry-run", is_flag=True, help="Do everything except hand messages to the provider."
-)
-yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,12 +115,13 @@ def _path(path: Path) -> str:
 
 @cli.command()
 @common
-@dry_run_option
-def run(options: Options, dry_run: bool) -> int:
-    """The scheduled job: fetch, compose the next edition, render, send to every subscriber."""
+def run(options: Options) -> int:
+    """The scheduled job: fetch, compose the next edition, render, send to every subscriber.
+
+    With --dry-run, feeds are fetched and the edition built, but no message is sent."""
     job = options.job()
     with locked(job.settings.state_path):
-        result = job.run(options.languages(job), dry_run=dry_run)
+        result = job.run(options.languages(job), dry_run=options.dry_run)
     _print_feeds(result.feeds)
     for resumed in result.resumed:
         click.echo(f"Resumed the interrupted send of edition {resumed.edition_id}:")
@@ -113,16 +131,15 @@ def run(options: Options, dry_run: bool) -> int:
             f"Every feed of {', '.join(result.unavailable)} failed: no new edition this run "
             "(it would lack those stories). buzz will try again at the next run."
         )
-        return result.exit_code
-    if result.built is None:
+    elif result.built is None:
         click.echo("Nothing new to send.")
-        return result.exit_code
-    _print_built(result.built.edition, result.built.folder)
-    if result.rehearsal is not None:
-        _print_rehearsal(result.rehearsal)
-    if result.awaiting_approval:
-        edition_id = result.built.edition.id
-        click.echo(f"Approval required: review it, then run 'buzz send {edition_id}'.")
+    else:
+        _print_built(result.built.edition, result.built.folder)
+    for edition_id, would_send in result.rehearsals.items():
+        click.echo(f"Dry run of edition {edition_id}:")
+        _print_rehearsal(would_send)
+    if result.awaiting_approval and result.built:
+        click.echo(f"Approval required: review it, then run 'buzz send {result.built.edition.id}'.")
     if result.sent is not None:
         _print_send(job, result.sent)
     return result.exit_code
@@ -142,28 +159,34 @@ def run(options: Options, dry_run: bool) -> int:
 def fetch(options: Options, backfill: bool, max_pages: int) -> int:
     """Fetch every feed, store new posts, print a summary per feed.
 
-    Exits 75 when every feed of a language failed."""
+    With --dry-run, feeds are fetched and parsed but nothing is stored. Exits 75 when every
+    feed of a language failed."""
     job = options.job()
     with locked(job.settings.state_path):
-        reports = job.fetch()
-        backfilled = job.backfill(max_pages) if backfill else []
+        reports = job.fetch(dry_run=options.dry_run)
+        backfilled = job.backfill(max_pages) if backfill and not options.dry_run else []
     _print_feeds(reports)
+    if options.dry_run:
+        click.echo("Dry run: nothing stored.")
     for b in backfilled:
-        click.echo(f"  [{b.lang}] {b.url}: backfill read {b.pages} page(s), {b.added} post(s) "
-                   f"archived; stopped: {b.stopped}")  # fmt: skip
+        click.echo(
+            f"  [{b.lang}] {public_url(b.url)}: backfill read {b.pages} page(s), "
+            f"{b.added} post(s) archived; stopped: {b.stopped}"
+        )
     unavailable = unavailable_languages(reports, options.languages(job))
     return ExitCode.TEMPFAIL if unavailable else ExitCode.OK
 
 
 def _print_feeds(reports: list[FeedReport]) -> None:
     for r in reports:
+        where = f"  [{r.lang}] {public_url(r.url)}"
         if r.status == "error":
-            click.echo(f"  [{r.lang}] {r.url}: FAILED — {r.error}")
+            click.echo(f"{where}: FAILED — {r.error}")
         elif r.status == "not_modified":
-            click.echo(f"  [{r.lang}] {r.url}: not modified")
+            click.echo(f"{where}: not modified")
         else:
             warning = f" (warning: {r.warning})" if r.warning else ""
-            click.echo(f"  [{r.lang}] {r.url}: {len(r.posts)} entries, {r.new} new{warning}")
+            click.echo(f"{where}: {len(r.posts)} entries, {r.new} new{warning}")
 
 
 # build and preview ----------------------------------------------------------------------------
@@ -172,14 +195,18 @@ def _print_feeds(reports: list[FeedReport]) -> None:
 @cli.command()
 @common
 def build(options: Options) -> int:
-    """Compose and render the next edition as a draft, without sending it."""
+    """Compose and render the next edition as a draft, without sending it.
+
+    With --dry-run, the edition is composed and rendered but neither stored nor written."""
     job = options.job()
     with locked(job.settings.state_path):
-        built = job.build()
+        built = job.build(write=not options.dry_run)
     if built is None:
         click.echo("Nothing new: no edition to build. ('buzz fetch' gets new posts.)")
         return ExitCode.OK
     _print_built(built.edition, built.folder)
+    if options.dry_run:
+        click.echo("Dry run: nothing stored or written.")
     return ExitCode.OK
 
 
@@ -201,7 +228,7 @@ def preview(options: Options, edition_id: str | None, serve: bool, port: int) ->
     folder = job.edition_folder(edition.id)
     if not folder.is_dir():
         raise UsageError(f"edition {edition.id} has no folder at {folder}; run 'buzz build'")
-    page = _preview_page(job, edition)
+    page = render_preview(edition.id, job.render_all(edition))
     (folder / "preview.html").write_text(page, encoding="utf-8")
     click.echo(f"Edition {edition.id} ({_path(folder)}):")
     for file in sorted(folder.iterdir()):
@@ -224,31 +251,11 @@ def _newest(job: Job) -> tuple[EditionState, Edition]:
     return found
 
 
-def _preview_page(job: Job, edition: Edition) -> str:
-    rendered = job.render_all(edition)
-    columns = "".join(
-        f'<section><h2>{lang.upper()} — {part.subject}</h2><p class="pre">{part.preheader}</p>'
-        f'<iframe src="{lang}.html" title="{lang} desktop" width="640" height="900"></iframe>'
-        f'<iframe src="{lang}.html" title="{lang} phone" width="375" height="900"></iframe>'
-        "</section>"
-        for lang, part in rendered.items()
-    )
-    return (
-        '<!doctype html><html><head><meta charset="utf-8"><title>'
-        f"Preview {edition.id}</title><style>body{{font-family:sans-serif;margin:16px}}"
-        "section{display:inline-block;vertical-align:top;margin-right:24px}"
-        "iframe{border:1px solid #ccc;margin-right:8px}.pre{color:#666}</style></head>"
-        f"<body><h1>Edition {edition.id}</h1>{columns}</body></html>"
-    )
-
-
 # send -----------------------------------------------------------------------------------------
 
 
 @cli.command()
 @common
-@dry_run_option
-@yes_option
 @click.argument("args", nargs=-1, metavar="[EDITION] [ADDR]...")
 @click.option(
     "--test",
@@ -263,18 +270,19 @@ def _preview_page(job: Job, edition: Edition) -> str:
     help="Also resend messages whose earlier attempt may or may not have gone out.",
 )
 def send(
-    options: Options,
-    dry_run: bool,
-    yes: bool,
-    args: tuple[str, ...],
-    test_to: tuple[str, ...],
-    resend_in_doubt: bool,
+    options: Options, args: tuple[str, ...], test_to: tuple[str, ...], resend_in_doubt: bool
 ) -> int:
-    """Send a built edition to its audience (resumes an interrupted send), or a proof."""
+    """Send a built edition to its audience (resumes an interrupted send), or a proof.
+
+    With --dry-run, every message is built and none is sent; the ledger is untouched."""
     edition_ids = [arg for arg in args if "@" not in arg]
     addresses = [*test_to, *(arg for arg in args if "@" in arg)] if test_to else []
     if len(edition_ids) > 1 or (not test_to and len(edition_ids) != len(args)):
         raise UsageError("usage: buzz send [EDITION] [--test ADDR...]")
+    try:
+        addresses = [valid_address(address) for address in addresses]
+    except ValueError as exc:
+        raise UsageError(f"--test: {exc}") from None
     job = options.job()
     langs = options.languages(job)
     if addresses:
@@ -284,13 +292,13 @@ def send(
         return ExitCode.OK
     with locked(job.settings.state_path):
         state, edition = job.load(edition_ids[0] if edition_ids else None)
-        if dry_run:
+        if options.dry_run:
             _print_rehearsal(job.rehearse(edition, langs))
             return ExitCode.OK
         if state in (EditionState.SENT, EditionState.PARTIAL) and not resend_in_doubt:
             click.echo(f"Edition {edition.id} is already {state}; nothing to send.")
             return ExitCode.OK
-        _confirm(job, edition, yes)
+        _confirm(job, edition, options.yes)
         outcome = job.send(edition, langs, resend_in_doubt=resend_in_doubt)
         _print_send(job, outcome)
         return ExitCode.SOME_FAILED if outcome.failed else ExitCode.OK
@@ -335,7 +343,9 @@ def status(options: Options, edition_id: str | None, as_json: bool) -> int:
     job = options.job()
     editions = job.status(edition_id)
     if as_json:
-        feeds = [asdict(f) | {"ok": f.ok} for f in job.store.feed_states()]
+        feeds = [
+            asdict(f) | {"url": public_url(f.url), "ok": f.ok} for f in job.store.feed_states()
+        ]
         doc = {"editions": [asdict(e) for e in editions], "feeds": feeds}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return ExitCode.OK
@@ -349,7 +359,7 @@ def status(options: Options, edition_id: str | None, as_json: bool) -> int:
     click.echo("Feeds:")
     for f in job.store.feed_states():
         health = "ok" if f.ok else f"FAILING x{f.consecutive_failures}: {f.last_error}"
-        click.echo(f"  [{f.lang}] {f.url}: {health}")
+        click.echo(f"  [{f.lang}] {public_url(f.url)}: {health}")
     return ExitCode.OK
 
 
@@ -368,11 +378,18 @@ def import_(options: Options, csv_file: Path) -> int:
     """Import subscribers from a CSV (email,language,consent_source,consent_at[,name,…])."""
     job = options.job()
     result = read_csv(csv_file, job.settings.languages, job.settings.tz)
-    added = job.store.upsert_subscribers(result.subscribers, job.clock())
-    click.echo(
-        f"{len(result.subscribers)} valid line(s): {added} new, "
-        f"{len(result.subscribers) - added} updated; {len(result.problems)} rejected."
-    )
+    if options.dry_run:
+        click.echo(
+            f"Dry run: {len(result.subscribers)} valid line(s), {len(result.problems)} rejected;"
+            " nothing imported."
+        )
+        added = 0
+    else:
+        added = job.store.upsert_subscribers(result.subscribers, job.clock())
+        click.echo(
+            f"{len(result.subscribers)} valid line(s): {added} new, "
+            f"{len(result.subscribers) - added} updated; {len(result.problems)} rejected."
+        )
     if result.extra_columns:
         click.echo(f"Extra columns kept as attributes: {', '.join(result.extra_columns)}")
     for problem in result.problems:
@@ -403,6 +420,11 @@ def list_(options: Options) -> int:
 def unsubscribe(options: Options, address: str) -> int:
     """Unsubscribe ADDRESS: it is never emailed again."""
     job = options.job()
+    if options.dry_run:
+        if job.store.subscriber(address) is None:
+            raise UsageError(f"{address}: not a subscriber")
+        click.echo(f"Dry run: {address} would be unsubscribed.")
+        return ExitCode.OK
     if not job.store.unsubscribe(address, job.clock()):
         raise UsageError(f"{address}: not a subscriber")
     click.echo(f"{address} is unsubscribed.")

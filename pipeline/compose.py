@@ -17,8 +17,8 @@ def stories_from(
     now: datetime,
     grace: timedelta,
 ) -> list[Story]:
-    """Translation pairs become one story; a post without its translation waits out the grace
-    period, then goes alone. Newest first."""
+    """Translation pairs become one story; with two languages, a post without its translation
+    waits out the grace period, then goes alone. Newest first."""
     if len(languages) == 2:
         first, second = languages
         pairs, alone = pair(unsent[first], unsent[second])
@@ -26,7 +26,9 @@ def stories_from(
     else:
         alone = [post for lang in languages for post in unsent[lang]]
         stories = []
-    stories += [Story(posts={post.lang: post}) for post in alone if now - post.published >= grace]
+    if len(languages) == 2:  # an untranslated post waits for its translation, a while
+        alone = [post for post in alone if now - post.published >= grace]
+    stories += [Story(posts={post.lang: post}) for post in alone]
     return sorted(stories, key=lambda story: story.published, reverse=True)
 
 

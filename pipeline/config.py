@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -11,12 +12,21 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from pipeline.errors import ConfigError
 
 SUPPORTED_LANGUAGES = ("en", "fr")
+Language = Literal["en", "fr"]
+_SES_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_CONFIG = "buzz.toml"
 
 
@@ -28,6 +38,29 @@ def _http_url(value: str) -> str:
     if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
         raise ValueError(f"must be an http(s) URL, got {value!r}")
     return value
+
+
+def _one_line(value: str) -> str:
+    if any(ord(c) < 0x20 for c in value):
+        raise ValueError("must be one line of text (no line breaks or control characters)")
+    return value
+
+
+def _ses_name(value: str) -> str:
+    if not _SES_NAME.match(value):
+        raise ValueError(f"{value!r}: use 1 to 64 letters, digits, '-' or '_'")
+    return value
+
+
+def _address(value: str) -> str:
+    if value and not _ADDRESS.match(value):
+        raise ValueError(f"must be an address like user@example.com, got {value!r}")
+    return value
+
+
+OneLine = Annotated[str, Field(min_length=1), AfterValidator(_one_line)]
+SesName = Annotated[str, AfterValidator(_ses_name)]
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 def _mailbox(value: str) -> str:
@@ -65,7 +98,7 @@ class NewsletterSection(_Section):
 
 
 class LanguageSection(_Section):
-    name: str
+    name: OneLine
     feeds: Annotated[list[str], Field(min_length=1)]
     from_: Annotated[str, Field(alias="from")]
 
@@ -85,22 +118,22 @@ class LanguageSection(_Section):
 
 
 class FeedsSection(_Section):
-    first_run_window_days: Annotated[int, Field(ge=0)] = 7
-    first_run_max_posts: Annotated[int, Field(ge=0)] = 0
+    first_run_window_days: Annotated[int, Field(ge=0, le=365_000)] = 7
+    first_run_max_posts: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 20
-    max_bytes: Annotated[int, Field(gt=0)] = 10_000_000
+    max_bytes: Annotated[int, Field(gt=0, le=1_000_000_000)] = 10_000_000
 
 
 class EditionSection(_Section):
     max_stories: Annotated[int, Field(ge=1, le=50)] = 8
     related_per_story: Annotated[int, Field(ge=0, le=10)] = 3
-    translation_grace_hours: Annotated[float, Field(ge=0)] = 48
+    translation_grace_hours: Annotated[float, Field(ge=0, le=100_000)] = 48
     require_approval: bool = False
 
 
 class SenderSection(_Section):
-    company: Annotated[str, Field(min_length=1)]
-    postal_address: Annotated[str, Field(min_length=1)]
+    company: OneLine
+    postal_address: OneLine
     contact_url: str
 
     @field_validator("contact_url")
@@ -111,10 +144,10 @@ class SenderSection(_Section):
 
 class AudienceSection(_Section):
     source: Literal["local", "ses"] = "local"
-    contact_list: str = "it-buzz"
-    topics: dict[str, str] = {"en": "it-buzz-en", "fr": "it-buzz-fr"}
+    contact_list: SesName = "it-buzz"
+    topics: dict[Language, SesName] = {"en": "it-buzz-en", "fr": "it-buzz-fr"}
     unsubscribe_url: str = "https://example.com/unsubscribe?token={token}"
-    unsubscribe_mailto: str = ""
+    unsubscribe_mailto: Annotated[str, AfterValidator(_address)] = ""
 
     @field_validator("unsubscribe_url")
     @classmethod
@@ -128,12 +161,12 @@ class DeliverySection(_Section):
     transport: Literal["outbox", "ses"] = "outbox"
     region: str = "ca-central-1"
     configuration_set: str = ""
-    max_send_rate: Annotated[float, Field(ge=0)] = 0
+    max_send_rate: Annotated[float, Field(ge=0, le=100_000)] = 0
 
 
 class _Document(_Section):
     newsletter: NewsletterSection = NewsletterSection()
-    languages: dict[str, LanguageSection]
+    languages: dict[Language, LanguageSection]
     feeds: FeedsSection = FeedsSection()
     edition: EditionSection = EditionSection()
     sender: SenderSection
@@ -153,7 +186,9 @@ class Settings:
         self.sender = doc.sender
         self.audience = doc.audience
         self.delivery = doc.delivery
-        self.language_settings = {lang: doc.languages[lang] for lang in doc.newsletter.languages}
+        sections: dict[str, LanguageSection] = {str(k): v for k, v in doc.languages.items()}
+        self.language_settings = {lang: sections[lang] for lang in doc.newsletter.languages}
+        self.topics: dict[str, str] = {str(k): v for k, v in doc.audience.topics.items()}
         self.languages = tuple(doc.newsletter.languages)
         self.tz = ZoneInfo(doc.newsletter.timezone)
         self.output_dir = self.base_dir / doc.newsletter.output_dir
@@ -215,10 +250,13 @@ def _missing_language_sections(path: Path, raw: dict[str, Any]) -> list[str]:
 
 
 def _describe(path: Path, err: ErrorDetails) -> str:
-    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-    key = key.replace("from_", "from")
+    loc = [str(part) for part in err["loc"]]
+    is_key = loc[-1:] == ["[key]"]
+    key = ".".join(loc[:-1] if is_key else loc).replace("from_", "from") or "(top level)"
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if is_key:
+        problem = f"unknown language (supported: {', '.join(SUPPORTED_LANGUAGES)})"
+    elif kind == "extra_forbidden":
         problem = "unknown key"
     elif kind == "missing":
         problem = "required key is missing"

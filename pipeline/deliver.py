@@ -21,10 +21,9 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
-    ReadTimeoutError,
 )
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
@@ -33,6 +32,7 @@ from pipeline.errors import BuzzError, DeliveryError, ExitCode
 from pipeline.log import log
 from pipeline.models import DeliveryState, Recipient
 from pipeline.store import Store
+from pipeline.text import redact_addresses
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
@@ -63,6 +63,12 @@ class Transient(BuzzError):
 
 class Ambiguous(BuzzError):
     """The request left, the answer never came: the message may or may not have been sent."""
+
+
+class QuotaReached(BuzzError):
+    """The account's sending quota is used up: stop now, resume at a later run."""
+
+    exit_code = ExitCode.TEMPFAIL
 
 
 class Transport(Protocol):
@@ -123,10 +129,11 @@ class SesTransport:
             raise _classify(exc) from None
         except NoCredentialsError:
             raise DeliveryError("no AWS credentials found in the standard AWS chain") from None
-        except (ReadTimeoutError, ConnectionClosedError) as exc:
-            raise Ambiguous(f"no answer from SES: {exc}") from None
-        except (EndpointConnectionError, BotoCoreError) as exc:
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise Transient(f"cannot reach SES: {exc}") from None
+        except BotoCoreError as exc:
+            # the request may have left: a retry could send the message twice
+            raise Ambiguous(f"no usable answer from SES: {exc}") from None
         return answer["MessageId"]
 
 
@@ -136,6 +143,8 @@ def _classify(exc: ClientError) -> BuzzError:
     text = f"{code}: {exc.response.get('Error', {}).get('Message', '')}".strip()
     if code in ACCOUNT_ERRORS:
         return DeliveryError(f"SES refused the account: {text}")
+    if code == "LimitExceededException" or "quota" in text.lower():
+        return QuotaReached(f"SES sending quota reached: {text}")
     if status == 429 or status >= 500 or code in ("TooManyRequestsException", "Throttling"):
         return Transient(text)
     return Rejected(text)
@@ -151,6 +160,18 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def redact(text: str) -> str:
+    """Provider messages can quote the recipient: keep only the address's short hash."""
+    return redact_addresses(text, lambda address: f"<{short_hash(address)}>")
+
+
+def _failed(store: Store, edition_id: str, recipient: Recipient, error: str) -> None:
+    store.mark(edition_id, recipient.email, DeliveryState.FAILED, error=redact(error))
+    log.warning(
+        "recipient_failed", lang=recipient.lang, to=short_hash(recipient.email), error=redact(error)
+    )
 
 
 # The send loop --------------------------------------------------------------------------------
@@ -201,23 +222,28 @@ def send_language(
         if not audience.is_subscribed(recipient):
             store.mark(edition_id, recipient.email, DeliveryState.SKIPPED, error="unsubscribed")
             continue
-        message = make_message(recipient)
+        try:
+            message = make_message(recipient)
+        except Exception as exc:  # one unbuildable message must not hold up the others
+            _failed(store, edition_id, recipient, f"cannot build the message: {exc!r}")
+            continue
         store.mark(edition_id, recipient.email, DeliveryState.SENDING)
         report.attempted += 1
         try:
             message_id = _deliver(transport.send)(recipient, message)
         except Rejected as exc:
-            store.mark(edition_id, recipient.email, DeliveryState.FAILED, error=str(exc))
-            log.warning(
-                "recipient_failed", lang=lang, to=short_hash(recipient.email), error=str(exc)
-            )
+            _failed(store, edition_id, recipient, str(exc))
             continue
         except Ambiguous as exc:
-            store.mark(edition_id, recipient.email, DeliveryState.IN_DOUBT, error=str(exc))
+            error = redact(str(exc))
+            store.mark(edition_id, recipient.email, DeliveryState.IN_DOUBT, error=error)
+            log.warning(
+                "recipient_in_doubt", lang=lang, to=short_hash(recipient.email), error=error
+            )
             continue
-        except (Transient, DeliveryError) as exc:
+        except (Transient, QuotaReached, DeliveryError) as exc:
             # the provider did not take it: back in the queue for the next run
-            store.mark(edition_id, recipient.email, DeliveryState.PENDING, error=str(exc))
+            store.mark(edition_id, recipient.email, DeliveryState.PENDING, error=redact(str(exc)))
             raise
         store.mark(edition_id, recipient.email, DeliveryState.SENT, message_id=message_id)
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:

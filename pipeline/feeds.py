@@ -4,7 +4,6 @@ what is new, and record each feed's health."""
 from __future__ import annotations
 
 import calendar
-import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pipeline.text import (
     is_excerpt,
     one_line,
     plain_text,
+    public_url,
     sanitize_html,
     shorten,
 )
@@ -88,7 +88,11 @@ def _unique(posts: Iterable[Post]) -> list[Post]:
 
 
 def to_post(entry: Any, lang: str, feed_url: str, now: datetime) -> Post | None:
-    """One feedparser entry as a Post, or None when it has no title or no http(s) link."""
+    """One feedparser entry as a Post, or None when it has no title or no http(s) link.
+
+    Identity: the entry's guid, else its canonical link. (An entry without a link cannot be
+    linked from a newsletter and is skipped, so no content-hash identity is ever needed.)
+    """
     url = canonical_url(entry.get("link"))
     title = one_line(entry.get("title", ""), TITLE_LIMIT)
     if url is None or not title:
@@ -99,7 +103,7 @@ def to_post(entry: Any, lang: str, feed_url: str, now: datetime) -> Post | None:
         summary = plain_text(content)  # a cut-off excerpt reads worse than the body
     identity = (entry.get("id") or "").strip() or url
     return Post(
-        guid=one_line(identity, 500) or _content_hash(title, content or summary),
+        guid=one_line(identity, 500) or url,
         lang=lang,
         url=url,
         title=title,
@@ -111,10 +115,6 @@ def to_post(entry: Any, lang: str, feed_url: str, now: datetime) -> Post | None:
         author=one_line(entry.get("author", ""), 100),
         feed_url=feed_url,
     )
-
-
-def _content_hash(title: str, body: str) -> str:
-    return "sha256:" + hashlib.sha256(f"{title}\n{body}".encode()).hexdigest()
 
 
 def _published(entry: Any) -> datetime | None:
@@ -166,8 +166,11 @@ def gather(
     first_run: FeedsSection,
     store: Store,
     now: datetime,
+    *,
+    dry_run: bool = False,
 ) -> list[FeedReport]:
-    """Fetch every (location, lang) concurrently, store what is new, record each feed's health.
+    """Fetch every (location, lang) concurrently, store what is new, record each feed's health
+    (with `dry_run`: fetch and parse only, store nothing).
 
     One feed's failure is recorded and logged; it never stops the others.
     """
@@ -182,7 +185,10 @@ def gather(
         for (url, lang), result in zip(feeds, results, strict=True)
     ]
     for report in reports:
-        _record(report, known[report.url], first_run, store, now)
+        if dry_run:
+            _log(report, archived=0)
+        else:
+            _record(report, known[report.url], first_run, store, now)
     return reports
 
 
@@ -206,7 +212,9 @@ def _report(
             report.status, report.error = "error", f"unexpected {type(exc).__name__}: {exc}"
         report.etag, report.last_modified = result.etag, result.last_modified
         if result.moved_to:
-            log.warning("feed_moved", url=url, lang=lang, moved_to=result.moved_to)
+            log.warning(
+                "feed_moved", url=public_url(url), lang=lang, moved_to=public_url(result.moved_to)
+            )
     return report
 
 
@@ -217,10 +225,9 @@ def _record(
     store: Store,
     now: datetime,
 ) -> None:
-    fields = {"url": report.url, "lang": report.lang}
     if report.status == "error":
         store.record_feed_failure(report.url, report.lang, report.error or "", now)
-        log.warning("feed_failed", **fields, error=report.error)
+        _log(report, archived=0)
         return
     baseline: set[str] = set()
     if state is None or state.first_fetched_at is None:
@@ -236,6 +243,14 @@ def _record(
         entries=None if report.status == "not_modified" else len(report.posts),
         now=now,
     )
+    _log(report, archived=len(baseline))
+
+
+def _log(report: FeedReport, archived: int) -> None:
+    fields = {"url": public_url(report.url), "lang": report.lang}
+    if report.status == "error":
+        log.warning("feed_failed", **fields, error=report.error)
+        return
     if report.warning:
         log.warning("feed_damaged", **fields, warning=report.warning)
     log.info(
@@ -244,7 +259,7 @@ def _record(
         status=report.status,
         entries=len(report.posts),
         new=report.new,
-        archived=len(baseline),
+        archived=archived,
     )
 
 
@@ -302,8 +317,14 @@ def backfill(
     for report in active:
         report.stopped = f"page limit ({max_pages})"
     for report in reports:
-        log.info("feed_backfilled", url=report.url, lang=report.lang, pages=report.pages,
-                 added=report.added, stopped=report.stopped)  # fmt: skip
+        log.info(
+            "feed_backfilled",
+            url=public_url(report.url),
+            lang=report.lang,
+            pages=report.pages,
+            added=report.added,
+            stopped=report.stopped,
+        )
     return reports
 
 

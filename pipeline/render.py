@@ -66,10 +66,13 @@ def strings(lang: str) -> dict[str, str]:
 
 @cache
 def _environment() -> jinja2.Environment:
-    """MJML templates (`*.mjml.j2`) are HTML-escaped; the text part (`*.txt.j2`) is not."""
+    """MJML and HTML templates (`*.mjml.j2`, `*.html.j2`) are HTML-escaped; the text part
+    (`*.txt.j2`) is not."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2",), default=False),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("mjml.j2", "html.j2"), default=False
+        ),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -124,3 +127,10 @@ def render(edition: Edition, lang: str, name: str, sender: Sender) -> Rendered:
     html_part = mjml.mjml2html(source, disable_comments=True, fonts={})
     text_part = _environment().get_template("newsletter.txt.j2").render(context)
     return Rendered(lang, subject, preheader, html_part, text_part, placeholders)
+
+
+def render_preview(edition_id: str, rendered: dict[str, Rendered]) -> str:
+    """The marketing preview page: every language side by side, at desktop and phone widths,
+    with its subject and preheader (`<lang>.html` beside it in the edition folder)."""
+    template = _environment().get_template("preview.html.j2")
+    return template.render(edition_id=edition_id, rendered=rendered)

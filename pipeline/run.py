@@ -32,7 +32,7 @@ from pipeline.fetch import FeedLimits, user_agent
 from pipeline.log import log, stage
 from pipeline.models import DeliveryState, Edition, EditionState, Recipient
 from pipeline.render import Rendered, Sender, render, strings
-from pipeline.store import Store
+from pipeline.store import Store, is_locked
 
 SECRET_ENV = "BUZZ_UNSUBSCRIBE_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEMO_SECRET = "buzz-outbox-demo-only"  # noqa: S105 - only ever signs links in .eml files on disk
@@ -80,7 +80,7 @@ class RunResult:
     resumed: list[SendOutcome] = field(default_factory=list)
     built: Built | None = None
     sent: SendOutcome | None = None
-    rehearsal: dict[str, int] | None = None
+    rehearsals: dict[str, dict[str, int]] = field(default_factory=dict)
     awaiting_approval: bool = False
 
     @property
@@ -100,7 +100,7 @@ class RunResult:
             return "feeds_unavailable"
         if self.built is None:
             return "nothing_new"
-        if self.rehearsal is not None:
+        if self.rehearsals:
             return "dry_run"
         return "awaiting_approval" if self.awaiting_approval else "sent"
 
@@ -146,7 +146,10 @@ class Job:
             result = RunResult(feeds=self.fetch())
             for edition_id in self.unfinished_sends():
                 _, edition = self.load(edition_id)
-                result.resumed.append(self.send(edition, langs))
+                if dry_run:
+                    result.rehearsals[edition_id] = self.rehearse(edition, langs)
+                else:
+                    result.resumed.append(self.send(edition, langs))
             result.unavailable = unavailable_languages(result.feeds, langs)
             if result.unavailable:
                 log.warning("language_unavailable", languages=result.unavailable)
@@ -155,7 +158,9 @@ class Job:
             if result.built is None:
                 pass
             elif dry_run:
-                result.rehearsal = self.rehearse(result.built.edition, langs)
+                result.rehearsals[result.built.edition.id] = self.rehearse(
+                    result.built.edition, langs
+                )
             elif self.settings.edition.require_approval:
                 result.awaiting_approval = True
             else:
@@ -178,11 +183,13 @@ class Job:
         )
         return feeds, limits
 
-    def fetch(self) -> list[FeedReport]:
-        """Fetch every configured feed once and store what is new."""
+    def fetch(self, *, dry_run: bool = False) -> list[FeedReport]:
+        """Fetch every configured feed once and store what is new (unless `dry_run`)."""
         feeds, limits = self._feeds()
-        with stage("fetch_finished", feeds=len(feeds)) as counts:
-            reports = gather(feeds, limits, self.settings.feeds, self.store, self.clock())
+        with stage("fetch_finished", feeds=len(feeds), dry_run=dry_run) as counts:
+            reports = gather(
+                feeds, limits, self.settings.feeds, self.store, self.clock(), dry_run=dry_run
+            )
             counts["failed"] = sum(r.status == "error" for r in reports)
             counts["new_posts"] = sum(r.new for r in reports)
         return reports
@@ -194,9 +201,9 @@ class Job:
 
     # Compose, render, write ------------------------------------------------------------------
 
-    def build(self) -> Built | None:
-        """Compose the next edition (rebuilding the open draft, if any), render it and write
-        its folder. None when there is nothing new."""
+    def build(self, *, write: bool = True) -> Built | None:
+        """Compose the next edition (rebuilding the open draft, if any), render it and, when
+        `write`, store it and write its folder. None when there is nothing new."""
         now = self.clock()
         langs = self.settings.languages
         with stage("compose_finished") as counts:
@@ -211,6 +218,8 @@ class Job:
             counts["stories"] = len(edition.stories) if edition else 0
         if edition is None:
             return None
+        if not write:
+            return Built(edition, self.edition_folder(edition.id), self.render_all(edition))
         self.store.save_draft(edition)
         return self._write(edition)
 
@@ -296,7 +305,7 @@ class Job:
         headers = message.ListHeaders(
             list_id=message.list_id(
                 lang_settings.name,
-                self.settings.audience.topics.get(rendered.lang, f"buzz-{rendered.lang}"),
+                self.settings.topics.get(rendered.lang, f"buzz-{rendered.lang}"),
                 lang_settings.from_,
             ),
             unsubscribe_url=audience.unsubscribe_url(recipient),
@@ -398,24 +407,31 @@ class Job:
         return ids
 
     def status(self, edition_id: str | None = None) -> list[EditionStatus]:
-        """Every edition (or one), newest first, with its ledger per language."""
+        """Every edition (or one), newest first, with its ledger per language.
+
+        A message marked `sending` is in flight while a send holds the lock; once no process
+        does, it is counted `in_doubt`: it may or may not have left.
+        """
         found = [(i, s) for i, s in self.store.editions() if edition_id in (None, i)]
         if edition_id and not found:
             raise UsageError(f"no edition {edition_id!r}; 'buzz status' lists them")
-        return [EditionStatus(i, str(state), self._ledger(i)) for i, state in found]
+        live = is_locked(self.settings.state_path)
+        return [EditionStatus(i, str(state), self._ledger(i, live)) for i, state in found]
 
-    def _ledger(self, edition_id: str) -> dict[str, dict[str, int]]:
-        return {
-            lang: {
+    def _ledger(self, edition_id: str, live: bool) -> dict[str, dict[str, int]]:
+        ledger = {}
+        for lang, c in self.store.delivery_counts(edition_id).items():
+            in_flight = c[DeliveryState.SENDING]
+            ledger[lang] = {
                 "recipients": sum(c.values()),
                 "sent": c[DeliveryState.SENT],
                 "failed": c[DeliveryState.FAILED],
-                "in_doubt": c[DeliveryState.IN_DOUBT],
+                "in_doubt": c[DeliveryState.IN_DOUBT] + (0 if live else in_flight),
                 "skipped": c[DeliveryState.SKIPPED],
-                "pending": c[DeliveryState.PENDING] + c[DeliveryState.SENDING],
+                "pending": c[DeliveryState.PENDING],
+                "sending": in_flight if live else 0,
             }
-            for lang, c in self.store.delivery_counts(edition_id).items()
-        }
+        return ledger
 
     def unfinished_sends(self) -> list[str]:
         """Editions whose send was interrupted, oldest first."""

@@ -79,6 +79,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_by_state ON deliveries (edition_id, lang, state);
     """,
+    """
+    CREATE TABLE sends (
+        edition_id TEXT NOT NULL REFERENCES editions (id),
+        lang TEXT NOT NULL,
+        frozen_at TEXT NOT NULL,
+        recipients INTEGER NOT NULL,
+        PRIMARY KEY (edition_id, lang)
+    );
+    INSERT INTO sends (edition_id, lang, frozen_at, recipients)
+        SELECT edition_id, lang, min(updated_at), count(*) FROM deliveries
+        GROUP BY edition_id, lang;
+    """,
 )
 
 STARTED_STATES = (EditionState.SENDING, EditionState.SENT, EditionState.PARTIAL)
@@ -467,11 +479,11 @@ class Store:
     # The delivery ledger -------------------------------------------------------------------
 
     def freeze_audience(self, edition_id: str, lang: str, recipients: Iterable[Recipient]) -> int:
-        """Write the ledger of (edition, lang) once; later calls change nothing. Rows added."""
+        """Write the ledger of (edition, lang) once — even an empty one; later calls change
+        nothing. Returns the rows added."""
         with self.transaction() as tx:
             exists = tx.execute(
-                "SELECT 1 FROM deliveries WHERE edition_id = ? AND lang = ? LIMIT 1",
-                (edition_id, lang),
+                "SELECT 1 FROM sends WHERE edition_id = ? AND lang = ?", (edition_id, lang)
             ).fetchone()
             if exists:
                 return 0
@@ -484,15 +496,11 @@ class Store:
                     for r in recipients
                 ],
             )
-            return cursor.rowcount
-
-    def ledger_frozen(self, edition_id: str, lang: str) -> bool:
-        """Whether a send of (edition, lang) has started."""
-        row = self.db.execute(
-            "SELECT 1 FROM deliveries WHERE edition_id = ? AND lang = ? LIMIT 1",
-            (edition_id, lang),
-        ).fetchone()
-        return row is not None
+            tx.execute(
+                "INSERT INTO sends (edition_id, lang, frozen_at, recipients) VALUES (?, ?, ?, ?)",
+                (edition_id, lang, now, max(cursor.rowcount, 0)),
+            )
+            return max(cursor.rowcount, 0)
 
     def mark_interrupted(self, edition_id: str, lang: str) -> int:
         """Rows left `sending` by a dead process become `in_doubt`; returns how many."""
@@ -543,8 +551,14 @@ class Store:
             )
 
     def delivery_counts(self, edition_id: str) -> dict[str, dict[str, int]]:
-        """Per language, how many ledger rows are in each state (every state present)."""
-        counts: dict[str, dict[str, int]] = {}
+        """Per language whose ledger is frozen, how many rows are in each state (every state
+        present, zeros included)."""
+        counts: dict[str, dict[str, int]] = {
+            row["lang"]: {state.value: 0 for state in DeliveryState}
+            for row in self.db.execute(
+                "SELECT lang FROM sends WHERE edition_id = ? ORDER BY lang", (edition_id,)
+            )
+        }
         rows = self.db.execute(
             "SELECT lang, state, count(*) AS n FROM deliveries WHERE edition_id = ? "
             "GROUP BY lang, state",
@@ -577,3 +591,12 @@ def locked(state_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def is_locked(state_path: Path) -> bool:
+    """Whether some process holds the state store's lock right now."""
+    try:
+        with locked(state_path):
+            return False
+    except LockedError:
+        return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nh3
@@ -98,3 +99,28 @@ def canonical_url(value: str | None) -> str | None:
     query = parse_qsl(parts.query, keep_blank_values=True)
     kept = urlencode([(k, v) for k, v in query if not _TRACKING.match(k)])
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", kept, ""))
+
+
+_SECRET_PARAM = re.compile(r"key|token|secret|auth|pass|sig|session|code", re.IGNORECASE)
+_ADDRESS_LIKE = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def public_url(url: str) -> str:
+    """`url` fit for logs and reports: no user name or password, and the values of query
+    parameters that look like credentials masked."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    query = urlencode(
+        [
+            (k, "***" if _SECRET_PARAM.search(k) else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+    )
+    return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
+
+
+def redact_addresses(text: str, mask: Callable[[str], str]) -> str:
+    """`text` with every email address replaced by `mask(address)`."""
+    return _ADDRESS_LIKE.sub(lambda match: mask(match.group(0)), text)

@@ -97,3 +97,32 @@ def test_local_audience_excludes_the_unsubscribed(tmp_path: Path) -> None:
     url = audience.unsubscribe_url(french[1])
     assert url.startswith("https://example.com/u?token=")
     assert Signer("k").verify(url.split("token=")[1]) == french[1].email
+
+
+def test_addresses_that_could_not_be_sent_are_refused_at_import(tmp_path: Path) -> None:
+    """A non-ASCII mailbox name is refused; an international domain is kept in IDNA form."""
+    result = read_csv(
+        _csv(tmp_path, "josé@exemple.ca,fr,form,2026-01-02,,\na@exämple.ca,fr,form,2026-01-02,,\n"),
+        ("fr",),
+        TZ,
+    )
+    assert [sub.email for sub in result.subscribers] == ["a@xn--exmple-cua.ca"]
+    assert "josé@exemple.ca" in result.problems[0]
+
+
+def test_header_only_and_repeated_columns(tmp_path: Path) -> None:
+    """A header without rows imports nothing, cleanly; a repeated column is refused."""
+    assert read_csv(_csv(tmp_path, ""), ("en",), TZ).subscribers == []
+    with pytest.raises(UsageError, match="repeats column"):
+        read_csv(_csv(tmp_path, "", header="email,email,language,consent_source,consent_at\n"),
+                 ("en",), TZ)  # fmt: skip
+
+
+def test_line_numbers_count_physical_lines(tmp_path: Path) -> None:
+    """After a quoted field spanning two lines, problems still name the right line."""
+    path = _csv(
+        tmp_path,
+        'ann@example.com,en,"form,\nsecond line",2026-01-02,Ann,\nbad,en,form,2026-01-02,,\n',
+    )
+    result = read_csv(path, ("en",), TZ)
+    assert [problem.split(": ")[0] for problem in result.problems] == [f"{path}:4"]

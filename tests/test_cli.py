@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.models import DeliveryState, EditionState
 from tests.conftest import Buzz
 
 UNSUBSCRIBED = "mathieu.belanger@example.com"
@@ -139,6 +140,7 @@ def test_build_then_proof_then_send_then_status(buzz: Buzz, demo: Path) -> None:
     assert edition["state"] == "sent"
     assert edition["languages"]["en"] == {
         "recipients": 5, "sent": 5, "failed": 0, "in_doubt": 0, "skipped": 0, "pending": 0,
+        "sending": 0,
     }  # fmt: skip
     assert [f["ok"] for f in status["feeds"]] == [True, True]
 
@@ -186,3 +188,119 @@ def test_every_command_has_help(buzz: Buzz) -> None:
         result = buzz(*command, "--help")
         assert result.returncode == 0, command
         assert "--config" in result.stdout, command
+
+
+def _interrupt_a_send(buzz: Buzz, demo: Path) -> str:
+    """Build an edition and leave it as a crashed send would: frozen, one row `sending`."""
+    from pipeline.config import load
+    from pipeline.run import Job
+    from pipeline.store import Store
+
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    assert buzz("fetch").returncode == 0
+    assert buzz("build").returncode == 0
+    settings = load(demo / "buzz.toml")
+    job = Job(settings, Store(settings.state_path))
+    [(edition_id, _)] = job.store.editions()
+    job.store.set_edition_state(edition_id, EditionState.SENDING)
+    recipients = job.audience().recipients("en")
+    job.store.freeze_audience(edition_id, "en", recipients)
+    job.store.mark(edition_id, recipients[0].email, DeliveryState.SENDING)
+    return edition_id
+
+
+def test_status_after_a_crash_reports_in_flight_messages_in_doubt(buzz: Buzz, demo: Path) -> None:
+    """A row left `sending` by a dead process is in doubt, not pending."""
+    edition_id = _interrupt_a_send(buzz, demo)
+    status = json.loads(buzz("status", "--json").stdout)
+    [edition] = status["editions"]
+    assert edition["id"] == edition_id
+    assert edition["state"] == "sending"
+    en = edition["languages"]["en"]
+    assert (en["in_doubt"], en["sending"], en["pending"]) == (1, 0, 4)
+
+
+def test_dry_run_never_resumes_an_interrupted_send(buzz: Buzz, demo: Path) -> None:
+    """`run --dry-run` rehearses the interrupted edition instead of finishing it."""
+    edition_id = _interrupt_a_send(buzz, demo)
+    result = buzz("run", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert f"Dry run of edition {edition_id}" in result.stdout
+    assert not (demo / "var" / "out" / "outbox").exists()
+    resumed = buzz("run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resumed the interrupted send of edition {edition_id}" in resumed.stdout
+    assert len(list((demo / "var" / "out" / "outbox" / edition_id / "en").iterdir())) == 4
+    status = json.loads(buzz("status", "--json").stdout)["editions"][0]
+    assert status["state"] == "partial"
+    assert status["languages"]["en"]["in_doubt"] == 1
+
+
+def test_a_language_without_subscribers_still_finishes_the_edition(buzz: Buzz, demo: Path) -> None:
+    """No French subscriber: the edition is sent; a later French subscriber never gets it."""
+    english_only = demo / "en.csv"
+    lines = (demo / "demo" / "subscribers.csv").read_text().splitlines()
+    english_only.write_text(
+        "\n".join([lines[0], *(line for line in lines[1:] if ",en," in line)]) + "\n"
+    )
+    assert buzz("subscribers", "import", str(english_only)).returncode == 0
+    first = buzz("run")
+    assert first.returncode == 0, first.stderr
+    status = json.loads(buzz("status", "--json").stdout)["editions"][0]
+    assert status["state"] == "sent"
+    assert status["languages"]["fr"]["recipients"] == 0
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    second = buzz("run")
+    assert "Nothing new to send." in second.stdout
+    assert "Resumed" not in second.stdout
+    assert not list((demo / "var" / "out" / "outbox").rglob("fr/*.eml"))
+
+
+def test_common_options_are_accepted_everywhere_and_dry_runs_store_nothing(
+    buzz: Buzz, demo: Path
+) -> None:
+    """--yes and --dry-run after any command; fetch, build and import dry runs change nothing."""
+    assert buzz("subscribers", "import", "demo/subscribers.csv", "--dry-run").returncode == 0
+    assert buzz("fetch", "--dry-run", "--yes").returncode == 0
+    assert buzz("build", "--dry-run").returncode == 0
+    assert buzz("status", "--dry-run", "--yes").returncode == 0
+    db = sqlite3.connect(demo / "var" / "buzz.sqlite")
+    assert db.execute("SELECT count(*) FROM posts").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM subscribers").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM editions").fetchone() == (0,)
+    assert not (demo / "var" / "out").exists()
+    assert buzz("run", "--yes").returncode == 0
+
+
+def test_bad_proof_address_and_unusable_state_are_usage_errors(buzz: Buzz, demo: Path) -> None:
+    """A malformed --test address or a state path that is a folder: exit 2, one line."""
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    assert buzz("run").returncode == 0
+    for bad in ("foo", "x@example.com>, evil@example.com"):
+        result = buzz("send", "--test", bad)
+        assert result.returncode == 2
+        assert result.stderr.startswith("buzz: --test: ")
+        assert len(result.stderr.strip().splitlines()) == 1
+    config = demo / "buzz.toml"
+    config.write_text(config.read_text().replace('state = "var/buzz.sqlite"', 'state = "demo"'))
+    result = buzz("status")
+    assert result.returncode == 2
+    assert "newsletter.state: cannot open" in result.stderr
+
+
+def test_ses_failures_keep_addresses_out_of_the_logs(buzz: Buzz, demo: Path, ses_env: str) -> None:
+    """Every recipient rejected (unverified sender): exit 3, and no address in any log line."""
+    config = demo / "buzz.toml"
+    config.write_text(config.read_text().replace('transport = "outbox"', 'transport = "ses"'))
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL_SESV2": ses_env,
+        "BUZZ_UNSUBSCRIBE_SECRET": "s3cret-for-tests",
+    }
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    result = buzz("run", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "recipient_failed" in result.stderr
+    assert "@" not in result.stderr
+    assert "s3cret-for-tests" not in result.stderr

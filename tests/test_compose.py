@@ -79,3 +79,11 @@ def test_related_posts_never_come_from_the_same_edition() -> None:
 def test_nothing_new_is_no_edition() -> None:
     """No unsent posts: no edition."""
     assert compose("e", ("en",), {"en": []}, {"en": []}, NOW, EditionSection()) is None
+
+
+def test_a_single_language_newsletter_does_not_wait_for_translations() -> None:
+    """With one language there is nothing to wait for."""
+    en, _ = _pair(1, 1)
+    edition = compose("e", ("en",), {"en": [en]}, {"en": []}, NOW, EditionSection())
+    assert edition is not None
+    assert edition.stories_in("en")

@@ -112,3 +112,30 @@ def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUZZ_CONFIG", "/etc/buzz.toml")
     assert config.config_path(None) == Path("/etc/buzz.toml")
     assert config.config_path("x.toml") == Path("x.toml")
+
+
+def test_unknown_language_sections_topics_and_bad_values_are_reported(demo: Path) -> None:
+    """A [languages.de] section, a bad topic, a two-line name and absurd numbers are errors."""
+    path = demo / "buzz.toml"
+    text = path.read_text()
+    text = text.replace(
+        "[feeds]", '[languages.de]\nname = "x"\nfeeds = ["a"]\nfrom = "a <a@b.cd>"\n\n[feeds]'
+    )
+    text = text.replace(
+        'topics = { en = "it-buzz-en", fr = "it-buzz-fr" }', 'topics = { en = "it buzz" }'
+    )
+    text = text.replace('name = "IT Buzz"', 'name = "IT\\nBuzz"')
+    text = text.replace("translation_grace_hours = 48", "translation_grace_hours = 1e300")
+    text = text.replace(
+        'unsubscribe_mailto = "unsubscribe@news.example.com"', 'unsubscribe_mailto = "x"'
+    )
+    path.write_text(text)
+    problems = {problem.split(": ")[1]: problem for problem in _problems(path)}
+    assert sorted(problems) == [
+        "audience.topics.en",
+        "audience.unsubscribe_mailto",
+        "edition.translation_grace_hours",
+        "languages.de",
+        "languages.en.name",
+    ]
+    assert problems["languages.de"].endswith("unknown language (supported: en, fr)")

@@ -129,3 +129,66 @@ def test_ses_unreachable_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
     recipient = Recipient("x@example.com", "en")
     with pytest.raises(Transient, match="cannot reach SES"):
         SesTransport("ca-central-1").send(recipient, _message(recipient))
+
+
+def test_a_message_that_cannot_be_built_fails_alone(store: Store, tmp_path: Path) -> None:
+    """One recipient whose message cannot be built is failed; the others are sent."""
+
+    def make(recipient: Recipient) -> bytes:
+        if recipient.email == "r2@example.com":
+            raise ValueError("cannot encode")
+        return _message(recipient)
+
+    report = send_language(store, "e1", "en", _audience(store), OutboxTransport(tmp_path), make)
+    assert report.counts["failed"] == 1
+    assert report.counts["sent"] == 4
+
+
+def test_a_rejection_is_not_retried(store: Store, ses_env: str) -> None:
+    """MessageRejected costs exactly one HTTP request per recipient."""
+    transport = SesTransport("ca-central-1")
+    requests: list[str] = []
+    transport.client.meta.events.register(
+        "before-send.sesv2.SendEmail", lambda **kwargs: requests.append("send")
+    )
+    report = send_language(store, "e1", "en", _audience(store), transport, _message)
+    assert report.counts["failed"] == 5
+    assert len(requests) == 5
+
+
+def test_quota_and_throttling_are_told_apart_from_rejections() -> None:
+    """Daily quota: stop and resume later; throttling and 5xx: retry; the rest: reject."""
+    from botocore.exceptions import ClientError
+
+    from pipeline.deliver import QuotaReached, _classify
+
+    def error(code: str, status: int, message: str = "") -> ClientError:
+        response = {"Error": {"Code": code, "Message": message},
+                    "ResponseMetadata": {"HTTPStatusCode": status}}  # fmt: skip
+        return ClientError(response, "SendEmail")  # type: ignore[arg-type]
+
+    assert isinstance(
+        _classify(error("LimitExceededException", 400, "Daily message quota exceeded")),
+        QuotaReached,
+    )
+    assert isinstance(
+        _classify(error("TooManyRequestsException", 429, "Maximum sending rate exceeded.")),
+        Transient,
+    )
+    assert isinstance(_classify(error("InternalFailure", 500)), Transient)
+    assert isinstance(
+        _classify(error("MessageRejected", 400, "Email address is not verified.")), Rejected
+    )
+    from pipeline.errors import DeliveryError
+
+    assert isinstance(_classify(error("SendingPausedException", 400)), DeliveryError)
+
+
+def test_provider_messages_never_carry_an_address_into_the_ledger(
+    store: Store, ses_env: str
+) -> None:
+    """SES quotes addresses in its errors; the ledger and logs keep only a hash."""
+    send_language(store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message)
+    errors = [row[0] for row in store.db.execute("SELECT last_error FROM deliveries")]
+    assert errors
+    assert all("@" not in error for error in errors)

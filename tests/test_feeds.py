@@ -83,7 +83,7 @@ def test_entries_without_http_link_or_title_are_dropped() -> None:
     assert [post.title for post in posts] == ["ok"]
 
 
-def test_identity_falls_back_to_link_then_content_hash() -> None:
+def test_identity_falls_back_to_the_canonical_link() -> None:
     """No guid: the canonical link is the identity."""
     body = _rss(
         "<item><title>t</title><link>https://blog.example.com/c/?utm_source=x</link></item>"

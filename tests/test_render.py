@@ -86,3 +86,15 @@ def test_no_third_party_resource_is_loaded() -> None:
     hosts = {re.sub(r"https?://", "", s) for s in sources}
     assert "fonts.googleapis.com" not in rendered.html
     assert hosts <= {"blog.example.com", "example.com", "buzz.invalid"}
+
+
+def test_preview_page_escapes_feed_text() -> None:
+    """Markup in a subject (from a feed title) is text in the preview page too."""
+    from pipeline.render import render_preview
+
+    hostile = "Patch now <img src=x onerror=alert(1)>"
+    rendered = {"en": render(_edition(title_en=hostile), "en", "IT Buzz", SENDER)}
+    page = render_preview("2026-11-26", rendered)
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert 'src="en.html"' in page

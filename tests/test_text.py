@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pipeline.text import canonical_url, http_url, one_line, plain_text, sanitize_html, shorten
+from pipeline.text import (
+    canonical_url,
+    http_url,
+    one_line,
+    plain_text,
+    public_url,
+    redact_addresses,
+    sanitize_html,
+    shorten,
+)
 
 
 def test_plain_text_decodes_entities_and_collapses_lines() -> None:
@@ -81,3 +90,18 @@ def test_canonical_url_drops_fragment_and_tracking() -> None:
         canonical_url("https://Blog.Example.com/p/?utm_source=x&id=3&fbclid=y#comments")
         == "https://blog.example.com/p/?id=3"
     )
+
+
+def test_public_url_hides_credentials() -> None:
+    """User info and credential-like query values never reach a log."""
+    assert (
+        public_url("https://user:hunter2@blog.example.com/feed/?key=SECRET&paged=2")
+        == "https://blog.example.com/feed/?key=%2A%2A%2A&paged=2"
+    )
+    assert public_url("/srv/feeds/en.xml") == "/srv/feeds/en.xml"
+
+
+def test_redact_addresses() -> None:
+    """Addresses quoted in a provider's message are masked."""
+    text = "Email address is not verified: alice@example.com, Bob.Smith+x@mail.example.org"
+    assert redact_addresses(text, lambda a: "<h>") == "Email address is not verified: <h>, <h>"

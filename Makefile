@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= buzz.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck preview status send-test clean
+.PHONY: help run test lint typecheck preview status send-test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ status: $(STAMP) ## Editions, deliveries and feed health
 send-test: $(STAMP) ## Proof of the newest edition to TO=address
 	@test -n "$(TO)" || { echo "usage: make send-test TO=you@example.com"; exit 2; }
 	$(BIN)/buzz send --test $(TO) --config $(CONFIG)
+
+bench/.r2e-venv/bin/r2e:
+	$(PYTHON) -m venv bench/.r2e-venv
+	bench/.r2e-venv/bin/pip install --quiet rss2email==3.14
+
+bench: $(STAMP) bench/.r2e-venv/bin/r2e ## Run the benchmarks (figures in bench/README.md)
+	$(BIN)/python bench/bench_feeds.py
 
 clean: ## Remove the demo's state and output (var/) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

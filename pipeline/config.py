@@ -226,7 +226,7 @@ def load(path: Path) -> Settings:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
-    problems = _missing_language_sections(path, raw)
+    problems = _missing_language_sections(path, raw) + _repeated_feeds(path, raw)
     try:
         doc = _Document.model_validate(raw)
     except ValidationError as exc:
@@ -234,6 +234,22 @@ def load(path: Path) -> Settings:
     if problems:
         raise ConfigError(problems)
     return Settings(path.resolve(), doc)
+
+
+def _repeated_feeds(path: Path, raw: dict[str, Any]) -> list[str]:
+    sections = raw.get("languages", {})
+    seen: dict[str, str] = {}
+    problems = []
+    for lang, section in sections.items() if isinstance(sections, dict) else ():
+        feeds = section.get("feeds", []) if isinstance(section, dict) else []
+        for feed in feeds if isinstance(feeds, list) else ():
+            if feed in seen:
+                problems.append(
+                    f"{path}: languages.{lang}.feeds: {feed!r} is already a feed of "
+                    f"languages.{seen[feed]} (a feed belongs to one language)"
+                )
+            seen.setdefault(feed, lang)
+    return problems
 
 
 def _missing_language_sections(path: Path, raw: dict[str, Any]) -> list[str]:

@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
 from pipeline.config import FeedsSection
 from pipeline.errors import FeedError
-from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all
+from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all, fetch_each
 from pipeline.log import log
 from pipeline.models import Post
 from pipeline.store import FeedState, Store
@@ -27,6 +28,7 @@ from pipeline.text import (
     public_url,
     sanitize_html,
     shorten,
+    text_of_clean_html,
 )
 
 TITLE_LIMIT = 200
@@ -59,7 +61,9 @@ def parse(fetched: Fetched, url: str, lang: str, now: datetime) -> tuple[list[Po
         raise FeedError("empty body")
     parsed = feedparser.parse(
         fetched.body,
-        response_headers={"content-type": fetched.content_type, "content-location": url},
+        # no content-location: feedparser would resolve every link against it, at a cost of a
+        # fifth of the parse; to_post resolves the rare relative link itself
+        response_headers={"content-type": fetched.content_type},
         sanitize_html=False,  # nh3 sanitizes, with an allow-list of our own
         resolve_relative_uris=False,
     )
@@ -93,14 +97,16 @@ def to_post(entry: Any, lang: str, feed_url: str, now: datetime) -> Post | None:
     Identity: the entry's guid, else its canonical link. (An entry without a link cannot be
     linked from a newsletter and is skipped, so no content-hash identity is ever needed.)
     """
-    url = canonical_url(entry.get("link"))
+    link = entry.get("link") or ""
+    url = canonical_url(urljoin(feed_url, link) if http_url(feed_url) else link)
     title = one_line(entry.get("title", ""), TITLE_LIMIT)
     if url is None or not title:
         return None
     content = entry["content"][0].get("value", "") if entry.get("content") else ""
+    content_html = sanitize_html(content or entry.get("summary", ""))
     summary = plain_text(entry.get("summary", ""))
     if content and (not summary or is_excerpt(summary)):
-        summary = plain_text(content)  # a cut-off excerpt reads worse than the body
+        summary = _opening_text(content_html)  # a cut-off excerpt reads worse than the body
     identity = (entry.get("id") or "").strip() or url
     return Post(
         guid=one_line(identity, 500) or url,
@@ -109,11 +115,22 @@ def to_post(entry: Any, lang: str, feed_url: str, now: datetime) -> Post | None:
         title=title,
         summary=shorten(summary, SUMMARY_LIMIT),
         published=_published(entry) or now,
-        content_html=sanitize_html(content or entry.get("summary", "")),
-        image=_image(entry, content or entry.get("summary", "")),
+        content_html=content_html,
+        image=_image(entry, content_html),
         categories=_categories(entry),
         author=one_line(entry.get("author", ""), 100),
         feed_url=feed_url,
+    )
+
+
+def _opening_text(clean_html: str) -> str:
+    """Enough of the body's text for a summary, without converting a long post whole."""
+    head = clean_html[: SUMMARY_LIMIT * 8]
+    text = text_of_clean_html(head)
+    return (
+        text
+        if len(text) > SUMMARY_LIMIT or len(head) == len(clean_html)
+        else (text_of_clean_html(clean_html))
     )
 
 
@@ -179,11 +196,14 @@ def gather(
         Request(url, state.etag, state.last_modified) if (state := known[url]) else Request(url)
         for url, _ in feeds
     ]
-    results = fetch_all(requests, limits)
-    reports = [
-        _report(url, lang, result, known[url], now)
-        for (url, lang), result in zip(feeds, results, strict=True)
-    ]
+    langs = dict(feeds)
+    reports = fetch_each(
+        requests,
+        limits,
+        lambda request, outcome: _report(
+            request.location, langs[request.location], outcome, known[request.location], now
+        ),
+    )
     for report in reports:
         if dry_run:
             _log(report, archived=0)

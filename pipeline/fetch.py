@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from tenacity import (
@@ -29,7 +30,7 @@ from pipeline.errors import FeedError
 from pipeline.text import http_url
 
 MAX_REDIRECTS = 5
-MAX_CONCURRENT_FETCHES = 16
+MAX_CONCURRENT_FETCHES = 32
 ATTEMPTS = 3
 CONNECT_TIMEOUT_S = 10.0
 ACCEPT = (
@@ -62,6 +63,10 @@ class Fetched:
     moved_to: str | None = None
 
 
+Outcome = Fetched | FeedError | None
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One feed to fetch, with the validators of its last good fetch."""
@@ -76,15 +81,23 @@ def user_agent(contact_url: str) -> str:
     return f"buzz/{__version__} (+{contact_url})"
 
 
-def fetch_all(requests: Sequence[Request], limits: FeedLimits) -> list[Fetched | FeedError | None]:
+def fetch_all(requests: Sequence[Request], limits: FeedLimits) -> list[Outcome]:
     """Fetch every request concurrently (bounded); for each: the bytes, None (not modified),
     or the FeedError that says why not. Never raises for one feed's failure."""
-    return asyncio.run(_fetch_all(requests, limits))
+    return fetch_each(requests, limits, lambda _, outcome: outcome)
 
 
-async def _fetch_all(
-    requests: Sequence[Request], limits: FeedLimits
-) -> list[Fetched | FeedError | None]:
+def fetch_each(
+    requests: Sequence[Request], limits: FeedLimits, then: Callable[[Request, Outcome], T]
+) -> list[T]:
+    """`fetch_all`, handing each outcome to `then` as soon as it arrives (so that parsing one
+    feed overlaps with waiting for the others); returns what `then` returned, in order."""
+    return asyncio.run(_fetch_each(requests, limits, then))
+
+
+async def _fetch_each(
+    requests: Sequence[Request], limits: FeedLimits, then: Callable[[Request, Outcome], T]
+) -> list[T]:
     slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
     timeout = httpx.Timeout(limits.timeout_s, connect=min(CONNECT_TIMEOUT_S, limits.timeout_s))
     headers = {
@@ -96,12 +109,13 @@ async def _fetch_all(
         timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS, headers=headers
     ) as client:
 
-        async def one(request: Request) -> Fetched | FeedError | None:
+        async def one(request: Request) -> T:
             async with slots:
                 try:
-                    return await _fetch_one(client, request, limits)
+                    outcome: Outcome = await _fetch_one(client, request, limits)
                 except FeedError as exc:
-                    return exc
+                    outcome = FeedError(str(exc))  # without the traceback, which holds the body
+            return then(request, outcome)
 
         return list(await asyncio.gather(*(one(request) for request in requests)))
 

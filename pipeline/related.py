@@ -18,7 +18,7 @@ import snowballstemmer
 import stopwordsiso
 
 from pipeline.models import Post, Related
-from pipeline.text import plain_text
+from pipeline.text import text_of_clean_html
 
 MIN_SCORE = 0.1
 MIN_SHARE_OF_BEST = 0.75
@@ -33,7 +33,7 @@ def _analyzer(lang: str) -> tuple[frozenset[str], snowballstemmer.Stemmer]:
 
 def _terms(post: Post) -> Counter[str]:
     stop, stemmer = _analyzer(post.lang)
-    body = plain_text(post.content_html) or post.summary
+    body = text_of_clean_html(post.content_html) or post.summary
     words = [w for w in _WORD.findall(f"{post.title} {post.title} {body}".lower()) if w not in stop]
     tags = [f"#{category.lower()}" for category in post.categories]
     return Counter(stemmer.stemWords(words) + tags)

@@ -14,10 +14,11 @@ _BLOCK_TAG = re.compile(
     r"article|header|footer|pre|hr)\b)",
     re.IGNORECASE,
 )
-_SPACE = re.compile(r"\s+")
+_KEPT_SPACES = {"\u00a0": "\ufdd0", "\u202f": "\ufdd1"}  # no-break spaces, and noncharacters
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _TRACKING = re.compile(r"^(utm_.*|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|yclid)$")
-_WP_MORE = re.compile(r"\s*(\[(…|&#8230;|\.\.\.)\]|…|\.\.\.)\s*$")
+_EXCERPT_ENDS = ("[…]", "[&#8230;]", "[...]", "…", "...")
+_CLEAN_TAG = re.compile(r'<(?:[^>"]|"[^"]*")*>')  # nh3 output quotes every attribute value
 
 SAFE_URL_SCHEMES = {"http", "https"}
 _CONTENT_TAGS = {
@@ -28,14 +29,35 @@ _CONTENT_TAGS = {
 _CONTENT_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height"}}
 
 
+def collapse_spaces(text: str) -> str:
+    """Runs of whitespace — CR and LF included — as one space, ends trimmed; the no-break
+    spaces of French typography (U+00A0, U+202F) are kept as they are."""
+    guarded = any(space in text for space in _KEPT_SPACES)
+    if guarded:
+        for space, guard in _KEPT_SPACES.items():
+            text = text.replace(space, guard)
+    text = " ".join(text.split())
+    if guarded:
+        for space, guard in _KEPT_SPACES.items():
+            text = text.replace(guard, space)
+    return text
+
+
 def plain_text(fragment: str) -> str:
     """Visible text of an HTML fragment (or of plain text): tags dropped, entities decoded,
-    whitespace — CR and LF included — collapsed to single spaces."""
+    whitespace collapsed (see `collapse_spaces`)."""
     if "<" not in fragment:
-        return _SPACE.sub(" ", html.unescape(fragment)).strip()
+        return collapse_spaces(html.unescape(fragment))
     spaced = _BLOCK_TAG.sub(" <", fragment)
     stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
-    return _SPACE.sub(" ", html.unescape(stripped)).strip()
+    return collapse_spaces(html.unescape(stripped))
+
+
+def text_of_clean_html(clean: str) -> str:
+    """`plain_text` for HTML that `sanitize_html` produced — well-formed, so a regular
+    expression strips it faster than a second parse."""
+    text = _CLEAN_TAG.sub("", _BLOCK_TAG.sub(" <", clean))
+    return collapse_spaces(html.unescape(text))
 
 
 def one_line(value: str, limit: int) -> str:
@@ -45,14 +67,17 @@ def one_line(value: str, limit: int) -> str:
 
 def is_excerpt(text: str) -> bool:
     """Whether `text` ends like a truncated excerpt ("[…]", "…", "...")."""
-    return _WP_MORE.search(text) is not None
+    return text.rstrip().endswith(_EXCERPT_ENDS)
 
 
 def shorten(text: str, limit: int) -> str:
     """`text` cut at a word boundary so that it fits `limit` characters, with an ellipsis
     (an excerpt's own "[…]" becomes "…")."""
-    if is_excerpt(text):
-        text = _WP_MORE.sub("", text) + "…"
+    text = text.rstrip()
+    for end in _EXCERPT_ENDS:
+        if text.endswith(end):
+            text = text.removesuffix(end).rstrip() + "…"
+            break
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]

@@ -54,9 +54,12 @@ def serve(routes: dict[str, Route] | None = None) -> Iterator[FeedServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.block_on_close = False  # a handler that stalls on purpose must not stall the test
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 64  # the default 5 drops simultaneous connections
+        daemon_threads = True
+        block_on_close = False  # a handler that stalls on purpose must not stall the test
+
+    server = Server(("127.0.0.1", 0), Handler)
     state.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

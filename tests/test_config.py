@@ -139,3 +139,16 @@ def test_unknown_language_sections_topics_and_bad_values_are_reported(demo: Path
         "languages.en.name",
     ]
     assert problems["languages.de"].endswith("unknown language (supported: en, fr)")
+
+
+def test_a_feed_belongs_to_one_language(demo: Path) -> None:
+    """The same feed listed under two languages is refused."""
+    path = demo / "buzz.toml"
+    path.write_text(
+        path.read_text().replace('"demo/feeds/le-buzz-it-fr.xml"', '"demo/feeds/it-buzz-en.xml"')
+    )
+    [problem] = _problems(path)
+    assert (
+        "languages.fr.feeds: 'demo/feeds/it-buzz-en.xml' is already a feed of languages.en"
+        in problem
+    )

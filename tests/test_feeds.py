@@ -184,3 +184,10 @@ def test_gather_records_each_feed_and_one_failure_does_not_stop_the_others(
     assert bad.consecutive_failures == 1
     # default first-run window: 7 days before NOW keeps only the posts of the last week
     assert [p.guid for p in store.unsent_posts("en", NOW)] == ["https://blog.example.com/?p=4401"]
+
+
+def test_relative_links_resolve_against_the_feed_url() -> None:
+    """A relative <link> becomes absolute, on the feed's own site."""
+    body = _rss("<item><title>t</title><link>/2026/11/post/</link><guid>g</guid></item>")
+    [post], _ = parse(Fetched(body, RSS), "https://blog.example.com/feed/", "en", NOW)
+    assert post.url == "https://blog.example.com/2026/11/post/"

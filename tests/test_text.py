@@ -105,3 +105,10 @@ def test_redact_addresses() -> None:
     """Addresses quoted in a provider's message are masked."""
     text = "Email address is not verified: alice@example.com, Bob.Smith+x@mail.example.org"
     assert redact_addresses(text, lambda a: "<h>") == "Email address is not verified: <h>, <h>"
+
+
+def test_french_no_break_spaces_survive() -> None:
+    """U+00A0 before a colon and U+202F inside guillemets are typography, not noise."""
+    title = "Le buzz IT\u00a0: «\u202fsécurité\u202f»\r\n  et   plus"
+    assert plain_text(title) == "Le buzz IT\u00a0: «\u202fsécurité\u202f» et plus"
+    assert plain_text(f"<p>{title}</p>") == "Le buzz IT\u00a0: «\u202fsécurité\u202f» et plus"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,3 +40,26 @@ def make_post(
         categories=categories,
         author=author,
     )
+
+
+@contextmanager
+def lock_held_by_another_process(state: Path) -> Iterator[None]:
+    """A separate process holds the state store's lock for the duration of the block, and is
+    killed (not allowed to release it) at the end."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from pipeline.store import locked\n"
+            f"with locked(Path({str(state)!r})):\n print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

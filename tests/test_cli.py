@@ -7,11 +7,11 @@ import email.policy
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.models import DeliveryState, EditionState
 from tests.conftest import Buzz
+from tests.helpers import lock_held_by_another_process
 
 UNSUBSCRIBED = "mathieu.belanger@example.com"
 
@@ -85,24 +85,8 @@ def test_configuration_error_is_one_line_and_exit_2(buzz: Buzz, demo: Path) -> N
 
 def test_a_second_concurrent_run_exits_75_and_changes_nothing(buzz: Buzz, demo: Path) -> None:
     """While another process holds the state lock, `buzz run` exits 75 at once."""
-    state = demo / "var" / "buzz.sqlite"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from pathlib import Path; from pipeline.store import locked\n"
-            f"with locked(Path({str(state)!r})):\n print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_by_another_process(demo / "var" / "buzz.sqlite"):
         result = buzz("run")
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.returncode == 75
     assert "another buzz process holds" in result.stderr
     assert not (demo / "var" / "out").exists()

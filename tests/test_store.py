@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 from pipeline.errors import LockedError
 from pipeline.models import DeliveryState, Edition, EditionState, Recipient, Story
 from pipeline.store import MIGRATIONS, Store, Subscriber, locked
-from tests.helpers import make_post
+from tests.helpers import lock_held_by_another_process, make_post
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -126,24 +124,12 @@ def test_a_failed_transaction_changes_nothing(store: Store) -> None:
 def test_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path: Path) -> None:
     """A held lock raises LockedError; a lock whose holder was killed is free again."""
     state = tmp_path / "state.sqlite"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from pipeline.store import locked\n"
-            f"with locked(Path({str(state)!r})):\n print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockedError, match="another buzz process"), locked(state):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        lock_held_by_another_process(state),
+        pytest.raises(LockedError, match="another buzz process"),
+        locked(state),
+    ):
+        pass
     with locked(state):
         pass
 

@@ -21,6 +21,7 @@ from pipeline.audience import read_csv, valid_address
 from pipeline.errors import BuzzError, ConfigError, ExitCode, UsageError
 from pipeline.feeds import FeedReport, unavailable_languages
 from pipeline.models import Edition, EditionState
+from pipeline.postindex import PostIndex
 from pipeline.render import render_preview
 from pipeline.run import Job, SendOutcome
 from pipeline.store import Store, locked
@@ -360,6 +361,65 @@ def status(options: Options, edition_id: str | None, as_json: bool) -> int:
     for f in job.store.feed_states():
         health = "ok" if f.ok else f"FAILING x{f.consecutive_failures}: {f.last_error}"
         click.echo(f"  [{f.lang}] {public_url(f.url)}: {health}")
+    return ExitCode.OK
+
+
+# pairing and related ----------------------------------------------------------------------
+
+
+@cli.command("pair")
+@common
+@click.argument("first")
+@click.argument("second")
+def pair_(options: Options, first: str, second: str) -> int:
+    """Make FIRST and SECOND (guids or URLs) a translation pair, whatever the evidence.
+
+    Takes effect at the next 'buzz build' (which rebuilds the draft) or 'buzz run'."""
+    return _decide(options, first, second, "force")
+
+
+@cli.command()
+@common
+@click.argument("first")
+@click.argument("second")
+def unpair(options: Options, first: str, second: str) -> int:
+    """Never pair FIRST and SECOND (guids or URLs), whatever the evidence."""
+    return _decide(options, first, second, "break")
+
+
+def _decide(options: Options, first: str, second: str, kind: str) -> int:
+    job = options.job()
+    with locked(job.settings.state_path):
+        a, b = job.find_post(first), job.find_post(second)
+        if a.lang == b.lang:
+            raise UsageError(f"both posts are in {a.lang}: a translation pair needs two languages")
+        if not options.dry_run:
+            PostIndex(job.store).decide(a, b, kind, job.clock())
+    verb = "are now a pair" if kind == "force" else "will never be paired"
+    click.echo(f"{'Dry run: ' if options.dry_run else ''}«{a.title}» and «{b.title}» {verb}.")
+    return ExitCode.OK
+
+
+@cli.command()
+@common
+@click.argument("edition_id", required=False, metavar="[EDITION]")
+def explain(options: Options, edition_id: str | None) -> int:
+    """Show why each related post of an edition was chosen (default: the newest edition)."""
+    job = options.job()
+    _, edition = job.load(edition_id) if edition_id else _newest(job)
+    click.echo(f"Edition {edition.id}")
+    for number, story in enumerate(edition.stories, start=1):
+        for lang in options.languages(job):
+            if lang not in story.posts:
+                continue
+            click.echo(f"{number}. [{lang}] {story.posts[lang].title}")
+            picks = story.related.get(lang, ())
+            if not picks:
+                click.echo("     no related post scored high enough")
+            for related in picks:
+                click.echo(f"   - {related.post.title}  (score {related.score:.3f})")
+                for reason in related.reasons:
+                    click.echo(f"       {reason}")
     return ExitCode.OK
 
 

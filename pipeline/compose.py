@@ -1,34 +1,48 @@
-"""Which stories go into the next edition, and their related posts. Pure: no I/O."""
+"""Which stories go into the next edition. Pure: no I/O.
+
+Translation pairs (known from `pairing`) become one story; related posts are asked of the
+caller's `related` function, which sees the whole edition so that it can keep it out.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from pipeline.config import EditionSection
-from pipeline.models import Edition, Post, Story
-from pipeline.pairing import pair
-from pipeline.related import RelatedIndex
+from pipeline.models import Edition, Post, Related, Story
+
+RelatedFinder = Callable[[Story, frozenset[str]], dict[str, tuple[Related, ...]]]
 
 
 def stories_from(
     languages: Sequence[str],
     unsent: Mapping[str, Sequence[Post]],
+    translations: Mapping[str, str],
     now: datetime,
     grace: timedelta,
 ) -> list[Story]:
-    """Translation pairs become one story; with two languages, a post without its translation
-    waits out the grace period, then goes alone. Newest first."""
-    if len(languages) == 2:
-        first, second = languages
-        pairs, alone = pair(unsent[first], unsent[second])
-        stories = [Story(posts={first: a, second: b}) for a, b in pairs]
-    else:
-        alone = [post for lang in languages for post in unsent[lang]]
-        stories = []
-    if len(languages) == 2:  # an untranslated post waits for its translation, a while
-        alone = [post for post in alone if now - post.published >= grace]
-    stories += [Story(posts={post.lang: post}) for post in alone]
+    """Stories from the unsent posts, newest first.
+
+    A post and its unsent translation make one story. A post whose translation is known but
+    already gone out (or archived) goes alone at once. With two languages, a post whose
+    translation is not known yet waits `grace`, then goes alone.
+    """
+    waiting = {post.guid: post for lang in languages for post in unsent[lang]}
+    stories: list[Story] = []
+    for lang in languages:
+        for post in unsent[lang]:
+            if post.guid not in waiting:
+                continue
+            partner = translations.get(post.guid)
+            if partner in waiting:
+                other = waiting.pop(partner)
+                stories.append(Story(posts={post.lang: post, other.lang: other}))
+            elif partner is None and len(languages) == 2 and now - post.published < grace:
+                continue  # its translation may still come
+            else:
+                stories.append(Story(posts={post.lang: post}))
+            del waiting[post.guid]
     return sorted(stories, key=lambda story: story.published, reverse=True)
 
 
@@ -36,29 +50,26 @@ def compose(
     edition_id: str,
     languages: Sequence[str],
     unsent: Mapping[str, Sequence[Post]],
-    archive: Mapping[str, Sequence[Post]],
+    translations: Mapping[str, str],
+    related: RelatedFinder,
     now: datetime,
     settings: EditionSection,
 ) -> Edition | None:
     """The next edition, or None when there is nothing new to send.
 
     At most `max_stories` stories, the newest; the others stay unsent for the next edition.
-    Related posts never come from the edition itself.
+    Related posts never come from the edition itself, unless configured otherwise.
     """
     grace = timedelta(hours=settings.translation_grace_hours)
-    chosen = stories_from(languages, unsent, now, grace)[: settings.max_stories]
+    chosen = stories_from(languages, unsent, translations, now, grace)[: settings.max_stories]
     if not chosen:
         return None
-    in_edition = {post.guid for story in chosen for post in story.posts.values()}
-    indexes = {lang: RelatedIndex(archive[lang]) for lang in languages}
-    stories = tuple(
-        Story(
-            posts=story.posts,
-            related={
-                lang: indexes[lang].pick(post, settings.related_per_story, in_edition)
-                for lang, post in story.posts.items()
-            },
-        )
+    in_edition = frozenset(
+        guid
         for story in chosen
+        for post in story.posts.values()
+        for guid in (post.guid, translations.get(post.guid, post.guid))
     )
+    keep_out = frozenset() if settings.related_from_same_edition else in_edition
+    stories = tuple(Story(posts=story.posts, related=related(story, keep_out)) for story in chosen)
     return Edition(id=edition_id, created_at=now, languages=tuple(languages), stories=stories)

@@ -122,6 +122,7 @@ class FeedsSection(_Section):
     first_run_max_posts: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 20
     max_bytes: Annotated[int, Field(gt=0, le=1_000_000_000)] = 10_000_000
+    fetch_post_pages: bool = True
 
 
 class EditionSection(_Section):
@@ -129,6 +130,7 @@ class EditionSection(_Section):
     related_per_story: Annotated[int, Field(ge=0, le=10)] = 3
     translation_grace_hours: Annotated[float, Field(ge=0, le=100_000)] = 48
     require_approval: bool = False
+    related_from_same_edition: bool = False
 
 
 class SenderSection(_Section):

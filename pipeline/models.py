@@ -39,10 +39,11 @@ class Related:
 
     post: Post
     score: float
+    reasons: tuple[str, ...] = ()
 
     def brief(self) -> dict[str, object]:
-        """The POST object of `edition.json`, with its score."""
-        return {**self.post.brief(), "score": round(self.score, 4)}
+        """The POST object of `edition.json`, with its score and why it was chosen."""
+        return {**self.post.brief(), "score": round(self.score, 4), "reasons": list(self.reasons)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from pipeline import message
 from pipeline.audience import LocalAudience, Signer
 from pipeline.compose import compose
 from pipeline.config import Settings
+from pipeline.curate import Curator
 from pipeline.deliver import (
     OutboxTransport,
     SendReport,
@@ -30,9 +31,11 @@ from pipeline.errors import ConfigError, ExitCode, UsageError
 from pipeline.feeds import BackfillReport, FeedReport, backfill, gather, unavailable_languages
 from pipeline.fetch import FeedLimits, user_agent
 from pipeline.log import log, stage
-from pipeline.models import DeliveryState, Edition, EditionState, Recipient
+from pipeline.models import DeliveryState, Edition, EditionState, Post, Recipient
+from pipeline.postindex import PostIndex
 from pipeline.render import Rendered, Sender, render, strings
 from pipeline.store import Store, is_locked
+from pipeline.text import canonical_url
 
 SECRET_ENV = "BUZZ_UNSUBSCRIBE_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEMO_SECRET = "buzz-outbox-demo-only"  # noqa: S105 - only ever signs links in .eml files on disk
@@ -206,12 +209,16 @@ class Job:
         `write`, store it and write its folder. None when there is nothing new."""
         now = self.clock()
         langs = self.settings.languages
+        unsent = {lang: self.store.unsent_posts(lang, now) for lang in langs}
+        curator = Curator(self.settings, PostIndex(self.store))
+        curator.prepare(unsent, now)
         with stage("compose_finished") as counts:
             edition = compose(
                 self._draft_id() or self._new_edition_id(now),
                 langs,
-                {lang: self.store.unsent_posts(lang, now) for lang in langs},
-                {lang: self.store.archive(lang, now) for lang in langs},
+                unsent,
+                curator.translations,
+                curator.related,
                 now,
                 self.settings.edition,
             )
@@ -405,6 +412,13 @@ class Job:
                 ids.append(transport.send(recipient, data))
         log.info("proof_sent", edition=edition.id, messages=len(ids))
         return ids
+
+    def find_post(self, ref: str) -> Post:
+        """A post by guid or URL (its canonical form)."""
+        post = self.store.post(ref) or self.store.post(canonical_url(ref) or ref)
+        if post is None:
+            raise UsageError(f"no post with guid or URL {ref!r}")
+        return post
 
     def status(self, edition_id: str | None = None) -> list[EditionStatus]:
         """Every edition (or one), newest first, with its ledger per language.

@@ -91,6 +91,47 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT edition_id, lang, min(updated_at), count(*) FROM deliveries
         GROUP BY edition_id, lang;
     """,
+    """
+    CREATE TABLE terms (
+        id INTEGER PRIMARY KEY,
+        lang TEXT NOT NULL,
+        term TEXT NOT NULL,
+        UNIQUE (lang, term)
+    );
+    CREATE TABLE post_terms (
+        guid TEXT PRIMARY KEY REFERENCES posts (guid) ON DELETE CASCADE,
+        lang TEXT NOT NULL,
+        ids BLOB NOT NULL,
+        weights BLOB NOT NULL
+    );
+    CREATE INDEX post_terms_by_lang ON post_terms (lang);
+    CREATE TABLE post_links (
+        guid TEXT NOT NULL REFERENCES posts (guid) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        PRIMARY KEY (guid, target)
+    );
+    CREATE INDEX post_links_by_target ON post_links (target);
+    CREATE TABLE translations (
+        guid TEXT PRIMARY KEY,
+        partner TEXT NOT NULL UNIQUE,
+        confidence REAL NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE TABLE pair_overrides (
+        a TEXT NOT NULL,
+        b TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('force', 'break')),
+        decided_at TEXT NOT NULL,
+        PRIMARY KEY (a, b)
+    );
+    CREATE TABLE page_alternates (
+        url TEXT PRIMARY KEY,
+        fetched_at TEXT NOT NULL,
+        alternates TEXT,
+        error TEXT
+    );
+    ALTER TABLE posts ADD COLUMN pair_checked INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 STARTED_STATES = (EditionState.SENDING, EditionState.SENT, EditionState.PARTIAL)
@@ -144,7 +185,10 @@ def edition_to_doc(edition: Edition) -> dict[str, Any]:
             {
                 "posts": {lang: post_to_doc(post) for lang, post in story.posts.items()},
                 "related": {
-                    lang: [{"post": post_to_doc(r.post), "score": r.score} for r in picks]
+                    lang: [
+                        {"post": post_to_doc(r.post), "score": r.score, "reasons": list(r.reasons)}
+                        for r in picks
+                    ]
                     for lang, picks in story.related.items()
                 },
             }
@@ -163,7 +207,10 @@ def edition_from_doc(doc: dict[str, Any]) -> Edition:
             Story(
                 posts={lang: post_from_doc(post) for lang, post in story["posts"].items()},
                 related={
-                    lang: tuple(Related(post_from_doc(r["post"]), r["score"]) for r in picks)
+                    lang: tuple(
+                        Related(post_from_doc(r["post"]), r["score"], tuple(r.get("reasons", ())))
+                        for r in picks
+                    )
                     for lang, picks in story["related"].items()
                 },
             )
@@ -313,8 +360,8 @@ class Store:
         with self.transaction() as tx:
             for post in posts:
                 row = tx.execute(
-                    "SELECT guid, published FROM posts WHERE guid = ? OR (url = ? AND lang = ?) "
-                    "ORDER BY guid = ? DESC LIMIT 1",
+                    "SELECT guid, published, doc FROM posts "
+                    "WHERE guid = ? OR (url = ? AND lang = ?) ORDER BY guid = ? DESC LIMIT 1",
                     (post.guid, post.url, post.lang, post.guid),
                 ).fetchone()
                 if row is None:
@@ -335,10 +382,16 @@ class Store:
                 else:
                     published = min(row["published"], _iso(post.published))
                     kept = post_to_doc(post) | {"guid": row["guid"], "published": published}
+                    doc = json.dumps(kept, ensure_ascii=False)
+                    if doc == row["doc"]:
+                        continue
                     tx.execute(
                         "UPDATE posts SET url = ?, doc = ?, published = ? WHERE guid = ?",
-                        (post.url, json.dumps(kept, ensure_ascii=False), published, row["guid"]),
+                        (post.url, doc, published, row["guid"]),
                     )
+                    # an edited post is analysed again (terms, links) before its next use
+                    tx.execute("DELETE FROM post_terms WHERE guid = ?", (row["guid"],))
+                    tx.execute("DELETE FROM post_links WHERE guid = ?", (row["guid"],))
         return new
 
     def unsent_posts(self, lang: str, now: datetime) -> list[Post]:
@@ -354,17 +407,12 @@ class Store:
         ).fetchall()
         return [post_from_doc(json.loads(row["doc"])) for row in rows]
 
-    def archive(self, lang: str, now: datetime) -> list[Post]:
-        """Every published post of `lang` ever seen, newest first."""
-        rows = self.db.execute(
-            "SELECT doc FROM posts WHERE lang = ? AND published <= ? ORDER BY published DESC, guid",
-            (lang, _iso(now)),
-        ).fetchall()
-        return [post_from_doc(json.loads(row["doc"])) for row in rows]
-
-    def post_count(self) -> int:
-        """How many posts the archive holds."""
-        return int(self.db.execute("SELECT count(*) FROM posts").fetchone()[0])
+    def post(self, ref: str) -> Post | None:
+        """The post whose guid or URL is `ref`."""
+        row = self.db.execute(
+            "SELECT doc FROM posts WHERE guid = ? OR url = ? LIMIT 1", (ref, ref)
+        ).fetchone()
+        return post_from_doc(json.loads(row["doc"])) if row else None
 
     # Editions ------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.models import Post
+from pipeline.store import Store, post_from_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -63,3 +65,11 @@ def lock_held_by_another_process(state: Path) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def archive(store: Store, lang: str) -> list[Post]:
+    """Every post of `lang` in the store, newest first (what a test looks at)."""
+    rows = store.db.execute(
+        "SELECT doc FROM posts WHERE lang = ? ORDER BY published DESC, guid", (lang,)
+    )
+    return [post_from_doc(json.loads(row["doc"])) for row in rows]

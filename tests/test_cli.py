@@ -288,3 +288,32 @@ def test_ses_failures_keep_addresses_out_of_the_logs(buzz: Buzz, demo: Path, ses
     assert "recipient_failed" in result.stderr
     assert "@" not in result.stderr
     assert "s3cret-for-tests" not in result.stderr
+
+
+def test_marketing_can_break_and_force_a_pair_then_rebuild(buzz: Buzz, demo: Path) -> None:
+    """`buzz unpair` splits a story in two at the next build; `buzz pair` joins it again."""
+    assert buzz("fetch").returncode == 0
+    assert "4 stories (en 4, fr 4)" in buzz("build").stdout
+    en, fr = "https://blog.example.com/?p=4377", "https://blog.example.com/?p=4384"
+    unpaired = buzz("unpair", en, fr)
+    assert unpaired.returncode == 0, unpaired.stderr
+    assert "will never be paired" in unpaired.stdout
+    assert "5 stories (en 4, fr 4)" in buzz("build").stdout  # both older than the grace period
+    assert buzz("pair", en, fr).returncode == 0
+    assert "4 stories (en 4, fr 4)" in buzz("build").stdout
+    same_language = buzz("pair", en, "https://blog.example.com/?p=4401")
+    assert same_language.returncode == 2
+    assert "needs two languages" in same_language.stderr
+    assert buzz("pair", en, "nope").returncode == 2
+
+
+def test_explain_says_why_each_related_post_was_chosen(buzz: Buzz) -> None:
+    """`buzz explain` lists each story's related posts with their score and reasons."""
+    assert buzz("fetch").returncode == 0
+    assert buzz("build").returncode == 0
+    result = buzz("explain", "--lang", "en")
+    assert result.returncode == 0, result.stderr
+    assert "Self-Service That Users Actually Use" in result.stdout
+    assert "text similarity" in result.stdout
+    assert "shared: " in result.stdout
+    assert "[fr]" not in result.stdout

@@ -22,7 +22,7 @@ from pipeline.feeds import gather, parse
 from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all, to_utf8
 from pipeline.store import Store
 from tests.feedserver import Route, serve
-from tests.helpers import ROOT
+from tests.helpers import ROOT, archive
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GOOD = (ROOT / "demo" / "feeds" / "it-buzz-en.xml").read_bytes()
@@ -49,7 +49,7 @@ def _gather_beside_a_good_feed(bad: Route, tmp_path: Path) -> tuple[str | None, 
     good, broken = (store.feed_state(url) for url, _ in feeds)
     assert good is not None
     assert good.ok, good.last_error
-    assert len(store.archive("en", NOW)) >= 14
+    assert len(archive(store, "en")) >= 14
     assert broken is not None
     return broken.last_error, store
 
@@ -219,7 +219,7 @@ def test_scripts_in_content_never_reach_the_store(tmp_path: Path) -> None:
         Route(body=body, headers={"Content-Type": RSS}), tmp_path
     )
     assert error is None
-    [post] = [p for p in store.archive("en", NOW) if p.url == "https://blog.example.com/x/"]
+    [post] = [p for p in archive(store, "en") if p.url == "https://blog.example.com/x/"]
     for bad in ("steal", "script", "iframe", "onmouseover", "javascript"):
         assert bad not in post.content_html
 

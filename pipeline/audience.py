@@ -8,8 +8,10 @@ import csv
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -25,10 +27,12 @@ KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "name", "unsubscribed_at")
 
 
 class Audience(Protocol):
-    """What the send loop needs to know about the people it sends to."""
+    """Who receives the newsletter: what the send loop and `buzz subscribers` need."""
 
-    def recipients(self, lang: str) -> list[Recipient]:
-        """Everyone subscribed to `lang`, now."""
+    provider_unsubscribes: bool  # True: the provider adds the one-click headers and the link
+
+    def recipients(self, lang: str) -> Iterator[Recipient]:
+        """Everyone subscribed to `lang`, now (streamed)."""
         ...
 
     def is_subscribed(self, recipient: Recipient) -> bool:
@@ -37,6 +41,18 @@ class Audience(Protocol):
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
         """The one-click unsubscribe link for `recipient`."""
+        ...
+
+    def add(self, subscribers: list[Subscriber], now: datetime) -> int:
+        """Add or update subscribers (never undoing an unsubscribe); how many were new."""
+        ...
+
+    def remove(self, email: str, now: datetime) -> bool:
+        """Unsubscribe `email`; False when it is not a subscriber."""
+        ...
+
+    def members(self, lang: str | None) -> list[Subscriber]:
+        """Every subscriber (unsubscribed included), optionally of one language."""
         ...
 
 
@@ -66,20 +82,25 @@ class Signer:
 
 
 class LocalAudience:
-    """Subscribers kept in the state store."""
+    """Subscribers kept in the state store; unsubscribe links signed by buzz."""
 
-    def __init__(self, store: Store, url_template: str, signer: Signer) -> None:
+    provider_unsubscribes = False
+
+    def __init__(self, store: Store, url_template: str, signer: Callable[[], Signer]) -> None:
+        """`signer` is called the first time a link is signed: managing subscribers needs no
+        signing secret."""
         self.store = store
         self.url_template = url_template
-        self.signer = signer
+        self._signer = signer
 
-    def recipients(self, lang: str) -> list[Recipient]:
-        """Active subscribers of `lang`, by address."""
-        return [
-            Recipient(email=sub.email, lang=sub.lang, name=sub.name)
-            for sub in self.store.subscribers(lang)
-            if sub.unsubscribed_at is None
-        ]
+    @cached_property
+    def signer(self) -> Signer:
+        """The signer of unsubscribe tokens."""
+        return self._signer()
+
+    def recipients(self, lang: str) -> Iterator[Recipient]:
+        """Active subscribers of `lang`, by address, streamed from the store."""
+        return self.store.active_subscribers(lang)
 
     def is_subscribed(self, recipient: Recipient) -> bool:
         """True unless the address has unsubscribed (or vanished) since the ledger was made."""
@@ -89,6 +110,18 @@ class LocalAudience:
     def unsubscribe_url(self, recipient: Recipient) -> str:
         """The configured unsubscribe URL with this recipient's signed token."""
         return self.url_template.replace("{token}", self.signer.token(recipient.email))
+
+    def add(self, subscribers: list[Subscriber], now: datetime) -> int:
+        """Insert or update in the state store."""
+        return self.store.upsert_subscribers(subscribers, now)
+
+    def remove(self, email: str, now: datetime) -> bool:
+        """Record the unsubscribe in the state store."""
+        return self.store.unsubscribe(email, now)
+
+    def members(self, lang: str | None) -> list[Subscriber]:
+        """From the state store."""
+        return self.store.subscribers(lang)
 
 
 def valid_address(text: str) -> str:

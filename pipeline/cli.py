@@ -23,7 +23,7 @@ from pipeline.feeds import FeedReport, unavailable_languages
 from pipeline.models import Edition, EditionState
 from pipeline.postindex import PostIndex
 from pipeline.render import render_preview
-from pipeline.run import Job, SendOutcome
+from pipeline.run import Job, Rehearsal, SendOutcome
 from pipeline.store import Store, locked
 from pipeline.text import public_url
 
@@ -52,11 +52,29 @@ class Options:
             raise ConfigError(
                 [f"{settings.path}: newsletter.state: cannot open {settings.state_path}: {exc}"]
             ) from None
-        return Job(settings, store)
+        job = Job(settings, store)
+        if sys.stderr.isatty():
+            job.progress = _progress_line
+        return job
 
     def languages(self, job: Job) -> tuple[str, ...]:
         """The languages this call is restricted to."""
         return (self.lang,) if self.lang else job.settings.languages
+
+
+def _progress_line(lang: str, done: int, total: int, rate: float) -> None:
+    """A one-line progress bar on the terminal: done/total, rate, time left."""
+    left = (total - done) / rate if rate > 0 else 0
+    bar = "#" * int(30 * done / total) if total else ""
+    end = "\n" if done >= total else ""
+    click.echo(
+        f"\r  {lang}: [{bar:<30}] {done}/{total} · {rate:.0f}/s · "
+        f"{int(left // 60)}:{int(left % 60):02d} left ",
+        err=True,
+        nl=False,
+    )
+    if end:
+        click.echo("", err=True)
 
 
 def common(command: Callable[P, int]) -> Callable[..., int]:
@@ -311,13 +329,24 @@ def _confirm(job: Job, edition: Edition, yes: bool) -> None:
     if not sys.stdin.isatty():
         raise UsageError("sending to the audience without a terminal needs --yes")
     audience = job.audience()
-    sizes = ", ".join(f"{lang} {len(audience.recipients(lang))}" for lang in edition.languages)
+    sizes = ", ".join(
+        f"{lang} {sum(1 for _ in audience.recipients(lang))}" for lang in edition.languages
+    )
     click.confirm(f"Send edition {edition.id} to its audience ({sizes})?", abort=True)
 
 
-def _print_rehearsal(would_send: dict[str, int]) -> None:
-    for lang, count in would_send.items():
+def _print_rehearsal(rehearsal: Rehearsal) -> None:
+    for lang, count in rehearsal.would_send.items():
         click.echo(f"  {lang}: dry run — {count} message(s) built, none sent")
+    total = sum(rehearsal.would_send.values())
+    if rehearsal.quota_left is not None and total > rehearsal.quota_left:
+        click.echo(
+            f"  the account's daily quota allows {rehearsal.quota_left} more: the send would "
+            "stop there (exit 75) and the next run would resume"
+        )
+    if rehearsal.seconds is not None:
+        minutes, seconds = divmod(int(rehearsal.seconds + 0.5), 60)
+        click.echo(f"  at {rehearsal.rate:.1f} messages/s, about {minutes}:{seconds:02d}")
 
 
 def _print_send(job: Job, outcome: SendOutcome) -> None:
@@ -445,7 +474,7 @@ def import_(options: Options, csv_file: Path) -> int:
         )
         added = 0
     else:
-        added = job.store.upsert_subscribers(result.subscribers, job.clock())
+        added = job.audience().add(result.subscribers, job.clock())
         click.echo(
             f"{len(result.subscribers)} valid line(s): {added} new, "
             f"{len(result.subscribers) - added} updated; {len(result.problems)} rejected."
@@ -468,7 +497,7 @@ def import_(options: Options, csv_file: Path) -> int:
 def list_(options: Options) -> int:
     """List subscribers (address, language, status, consent)."""
     job = options.job()
-    for sub in job.store.subscribers(options.lang):
+    for sub in job.audience().members(options.lang):
         state = f"unsubscribed {sub.unsubscribed_at}" if sub.unsubscribed_at else "subscribed"
         click.echo(f"{sub.email}\t{sub.lang}\t{state}\t{sub.consent_source} ({sub.consent_at})")
     return ExitCode.OK
@@ -481,11 +510,11 @@ def unsubscribe(options: Options, address: str) -> int:
     """Unsubscribe ADDRESS: it is never emailed again."""
     job = options.job()
     if options.dry_run:
-        if job.store.subscriber(address) is None:
+        if all(sub.email.lower() != address.lower() for sub in job.audience().members(None)):
             raise UsageError(f"{address}: not a subscriber")
         click.echo(f"Dry run: {address} would be unsubscribed.")
         return ExitCode.OK
-    if not job.store.unsubscribe(address, job.clock()):
+    if not job.audience().remove(address, job.clock()):
         raise UsageError(f"{address}: not a subscriber")
     click.echo(f"{address} is unsubscribed.")
     return ExitCode.OK

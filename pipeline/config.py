@@ -150,6 +150,7 @@ class AudienceSection(_Section):
     topics: dict[Language, SesName] = {"en": "it-buzz-en", "fr": "it-buzz-fr"}
     unsubscribe_url: str = "https://example.com/unsubscribe?token={token}"
     unsubscribe_mailto: Annotated[str, AfterValidator(_address)] = ""
+    ses_api_rate: Annotated[float, Field(gt=0, le=100)] = 1.0
 
     @field_validator("unsubscribe_url")
     @classmethod
@@ -164,6 +165,7 @@ class DeliverySection(_Section):
     region: str = "ca-central-1"
     configuration_set: str = ""
     max_send_rate: Annotated[float, Field(ge=0, le=100_000)] = 0
+    workers: Annotated[int, Field(ge=1, le=128)] = 16
 
 
 class _Document(_Section):

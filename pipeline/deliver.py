@@ -1,180 +1,81 @@
-"""Send: transports (the outbox, Amazon SES) and the ledger-driven send loop.
+"""The send loop: a ledger, a pool of senders, one pacer.
 
 The ledger makes a real send at-most-once per recipient: a row is marked `sending` (and
-committed) before the provider is called and `sent` after it answered, so a row still
-`sending` after a crash is reported `in_doubt`, never silently resent.
+committed) only once the pacer has granted its slot and just before the provider is called,
+and `sent` after the provider answered; a row still `sending` after a crash is reported
+`in_doubt`, never silently resent. A bounded pool of threads sends concurrently, all paced by
+one rate limiter at the account's rate (slowing down when the provider throttles anyway, and
+recovering), within the account's daily quota. Recipients are read from the ledger a page at a
+time, so memory does not grow with the audience.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-)
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from pipeline.audience import Audience
-from pipeline.errors import BuzzError, DeliveryError, ExitCode
+from pipeline.errors import BuzzError, DeliveryError
 from pipeline.log import log
 from pipeline.models import DeliveryState, Recipient
 from pipeline.store import Store
-from pipeline.text import redact_addresses
-
-if TYPE_CHECKING:
-    from mypy_boto3_sesv2 import SESV2Client
+from pipeline.transport import (
+    Ambiguous,
+    QuotaReached,
+    Rejected,
+    Transient,
+    Transport,
+    redact,
+    short_hash,
+)
 
 PROGRESS_EVERY_S = 10.0
-ACCOUNT_ERRORS = {
-    "AccountSuspendedException",
-    "SendingPausedException",
-    "MailFromDomainNotVerifiedException",
-    "AccessDeniedException",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "ExpiredTokenException",
-    "NotFoundException",
-}
+PAGE = 500
+ATTEMPTS = 5
+HEADROOM = 0.97  # pace a little under the account's rate: clocks and networks jitter
+
+Progress = Callable[[str, int, int, float], None]  # lang, done, total, messages per second
 
 
-class Rejected(BuzzError):
-    """The provider refused this one message for good (e.g. MessageRejected)."""
+class RateLimiter:
+    """Evenly spaced slots shared by every sender thread, at most `rate` a second.
 
-
-class Transient(BuzzError):
-    """Throttling, a 5xx or a connection that never reached the provider: safe to retry."""
-
-    exit_code = ExitCode.TEMPFAIL
-
-
-class Ambiguous(BuzzError):
-    """The request left, the answer never came: the message may or may not have been sent."""
-
-
-class QuotaReached(BuzzError):
-    """The account's sending quota is used up: stop now, resume at a later run."""
-
-    exit_code = ExitCode.TEMPFAIL
-
-
-class Transport(Protocol):
-    """Hands one complete message to a provider; returns the provider's message id."""
-
-    def send(self, recipient: Recipient, message: bytes) -> str:
-        """Deliver `message` to `recipient`; raise Rejected, Transient, Ambiguous or
-        DeliveryError."""
-        ...
-
-
-def short_hash(email: str) -> str:
-    """How an address appears in logs and file names: never in clear."""
-    return hashlib.sha256(email.lower().encode()).hexdigest()[:12]
-
-
-class OutboxTransport:
-    """Writes each message as an .eml file under a folder: the demo's and the reviewer's
-    provider."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def send(self, recipient: Recipient, message: bytes) -> str:
-        """Write `message` atomically to `<folder>/<lang>/<address hash>.eml`."""
-        target = self.folder / recipient.lang / f"{short_hash(recipient.email)}.eml"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, message)
-        return f"outbox:{target.name}"
-
-
-class SesTransport:
-    """Amazon SES v2 `SendEmail` with raw MIME; credentials from the standard AWS chain.
-
-    botocore's own retries are off: the send loop owns retries, so attempts never multiply.
+    When the provider throttles anyway, the pace drops by 30 %; every success wins back 1 % of
+    the ceiling, so a transient squeeze costs a few seconds, not the rest of the send.
     """
 
-    def __init__(self, region: str, configuration_set: str = "") -> None:
-        config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-        self.client: SESV2Client = boto3.client("sesv2", region_name=region, config=config)
-        self.configuration_set = configuration_set
+    def __init__(self, rate: float | None) -> None:
+        self.ceiling = rate * HEADROOM if rate else None
+        self.rate = self.ceiling
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
 
-    def send(self, recipient: Recipient, message: bytes) -> str:
-        """Send through SES, translating its errors into the send loop's four outcomes."""
-        try:
-            if self.configuration_set:
-                answer = self.client.send_email(
-                    Destination={"ToAddresses": [recipient.email]},
-                    Content={"Raw": {"Data": message}},
-                    ConfigurationSetName=self.configuration_set,
-                )
-            else:
-                answer = self.client.send_email(
-                    Destination={"ToAddresses": [recipient.email]},
-                    Content={"Raw": {"Data": message}},
-                )
-        except ClientError as exc:
-            raise _classify(exc) from None
-        except NoCredentialsError:
-            raise DeliveryError("no AWS credentials found in the standard AWS chain") from None
-        except (EndpointConnectionError, ConnectTimeoutError) as exc:
-            raise Transient(f"cannot reach SES: {exc}") from None
-        except BotoCoreError as exc:
-            # the request may have left: a retry could send the message twice
-            raise Ambiguous(f"no usable answer from SES: {exc}") from None
-        return answer["MessageId"]
+    def acquire(self, stop: threading.Event) -> bool:
+        """Wait for the next slot; False when the send is being stopped."""
+        if self.rate is None:
+            return not stop.is_set()
+        with self._lock:
+            now = time.monotonic()
+            slot = max(self._next, now)
+            self._next = slot + 1.0 / self.rate
+        return not stop.wait(max(0.0, slot - time.monotonic()))
 
+    def throttled(self) -> None:
+        """The provider said "too fast"."""
+        with self._lock:
+            if self.rate and self.ceiling:
+                self.rate = max(self.ceiling * 0.1, self.rate * 0.7)
 
-def _classify(exc: ClientError) -> BuzzError:
-    code = exc.response.get("Error", {}).get("Code", "")
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    text = f"{code}: {exc.response.get('Error', {}).get('Message', '')}".strip()
-    if code in ACCOUNT_ERRORS:
-        return DeliveryError(f"SES refused the account: {text}")
-    if code == "LimitExceededException" or "quota" in text.lower():
-        return QuotaReached(f"SES sending quota reached: {text}")
-    if status == 429 or status >= 500 or code in ("TooManyRequestsException", "Throttling"):
-        return Transient(text)
-    return Rejected(text)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def redact(text: str) -> str:
-    """Provider messages can quote the recipient: keep only the address's short hash."""
-    return redact_addresses(text, lambda address: f"<{short_hash(address)}>")
-
-
-def _failed(store: Store, edition_id: str, recipient: Recipient, error: str) -> None:
-    store.mark(edition_id, recipient.email, DeliveryState.FAILED, error=redact(error))
-    log.warning(
-        "recipient_failed", lang=recipient.lang, to=short_hash(recipient.email), error=redact(error)
-    )
-
-
-# The send loop --------------------------------------------------------------------------------
+    def succeeded(self) -> None:
+        """A message went through."""
+        with self._lock:
+            if self.rate and self.ceiling and self.rate < self.ceiling:
+                self.rate = min(self.ceiling, self.rate + self.ceiling * 0.01)
 
 
 @dataclass(slots=True)
@@ -187,12 +88,49 @@ class SendReport:
     attempted: int = 0
 
 
-_deliver = retry(
-    retry=retry_if_exception_type(Transient),
-    stop=stop_after_attempt(5),
-    wait=wait_exponential_jitter(multiplier=0.5, max=8),
-    reraise=True,
-)
+class _Stop(BuzzError):
+    """The send is stopping (quota, account refused, transient errors outlasted retries)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """What the sender threads share during one send."""
+
+    store: Store
+    edition_id: str
+    audience: Audience
+    transport: Transport
+    make_message: Callable[[Recipient], bytes]
+    limiter: RateLimiter
+    budget: int | None
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    attempted: int = 0
+    error: BuzzError | None = None
+
+    def take_budget(self) -> bool:
+        """Count one more message against the 24-hour quota; False when it is used up (the
+        send then starts nothing new, and lets the messages already counted go)."""
+        if self.budget is None:
+            return True
+        with self.lock:
+            if self.budget <= 0:
+                self.error = self.error or QuotaReached(
+                    "the account's 24-hour sending quota is used up; the next run resumes"
+                )
+                return False
+            self.budget -= 1
+            return True
+
+    def take_slot(self) -> None:
+        """Wait for the pacer's next slot."""
+        if not self.limiter.acquire(self.stop):
+            raise _Stop("stopping")
+
+    def halt(self, error: BuzzError) -> None:
+        with self.lock:
+            self.error = self.error or error
+        self.stop.set()
 
 
 def send_language(
@@ -204,10 +142,15 @@ def send_language(
     make_message: Callable[[Recipient], bytes],
     *,
     resend_in_doubt: bool = False,
+    max_rate: float = 0,
+    workers: int = 16,
+    progress: Progress | None = None,
 ) -> SendReport:
     """Send one language of an edition to every recipient of its ledger not yet sent.
 
-    The audience is frozen into the ledger the first time; a later call resumes it.
+    The audience is frozen into the ledger the first time; a later call resumes it. Raises
+    the error that stopped the send (QuotaReached, Transient, DeliveryError) after the messages
+    in flight have settled; the recipients not reached stay pending for the next run.
     """
     report = SendReport(edition_id, lang)
     frozen = store.freeze_audience(edition_id, lang, audience.recipients(lang))
@@ -215,52 +158,147 @@ def send_language(
     if interrupted:
         log.warning("send_in_doubt", edition=edition_id, lang=lang, in_doubt=interrupted)
     wanted = [DeliveryState.PENDING] + ([DeliveryState.IN_DOUBT] if resend_in_doubt else [])
-    todo = store.deliveries_in(edition_id, lang, wanted)
-    log.info("send_started", edition=edition_id, lang=lang, frozen=frozen, todo=len(todo))
-    started = last_progress = time.monotonic()
-    for recipient in todo:
-        if not audience.is_subscribed(recipient):
-            store.mark(edition_id, recipient.email, DeliveryState.SKIPPED, error="unsubscribed")
-            continue
-        try:
-            message = make_message(recipient)
-        except Exception as exc:  # one unbuildable message must not hold up the others
-            _failed(store, edition_id, recipient, f"cannot build the message: {exc!r}")
-            continue
-        store.mark(edition_id, recipient.email, DeliveryState.SENDING)
-        report.attempted += 1
-        try:
-            message_id = _deliver(transport.send)(recipient, message)
-        except Rejected as exc:
-            _failed(store, edition_id, recipient, str(exc))
-            continue
-        except Ambiguous as exc:
-            error = redact(str(exc))
-            store.mark(edition_id, recipient.email, DeliveryState.IN_DOUBT, error=error)
-            log.warning(
-                "recipient_in_doubt", lang=lang, to=short_hash(recipient.email), error=error
-            )
-            continue
-        except (Transient, QuotaReached, DeliveryError) as exc:
-            # the provider did not take it: back in the queue for the next run
-            store.mark(edition_id, recipient.email, DeliveryState.PENDING, error=redact(str(exc)))
-            raise
-        store.mark(edition_id, recipient.email, DeliveryState.SENT, message_id=message_id)
-        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-            last_progress = time.monotonic()
-            log.info(
-                "send_progress",
-                edition=edition_id,
-                lang=lang,
-                done=report.attempted,
-                total=len(todo),
-            )
+    total = store.count_deliveries(edition_id, lang, wanted)
+    quota = transport.quota()
+    account_rate = quota.max_rate if quota.known or not max_rate else None
+    rates = [rate for rate in (max_rate, account_rate) if rate]
+    run = _Run(
+        store, edition_id, audience, transport, make_message,
+        RateLimiter(min(rates) if rates else None), quota.remaining_24h,
+    )  # fmt: skip
+    log.info("send_started", edition=edition_id, lang=lang, frozen=frozen, todo=total,
+             rate=run.limiter.rate, quota_left=quota.remaining_24h)  # fmt: skip
+    started = time.monotonic()
+    _pump(run, store.iter_deliveries(edition_id, lang, wanted, PAGE), workers, lang, total,
+          progress)  # fmt: skip
+    report.attempted = run.attempted
     report.counts = store.delivery_counts(edition_id).get(lang, {})
-    log.info(
-        "send_finished",
-        edition=edition_id,
-        lang=lang,
-        **report.counts,
-        duration_ms=round((time.monotonic() - started) * 1000, 1),
-    )
+    elapsed = time.monotonic() - started
+    log.info("send_finished", edition=edition_id, lang=lang, **report.counts,
+             duration_ms=round(elapsed * 1000, 1),
+             rate=round(run.attempted / elapsed, 1) if elapsed else None)  # fmt: skip
+    if run.error is not None:
+        raise run.error
     return report
+
+
+def _pump(
+    run: _Run,
+    recipients: Iterator[Recipient],
+    workers: int,
+    lang: str,
+    total: int,
+    progress: Progress | None,
+) -> None:
+    """Feed the sender pool, never more than twice its size in flight; report progress."""
+    in_flight = threading.BoundedSemaphore(workers * 2)
+    submitted = done = 0
+    started = last_report = time.monotonic()
+
+    def finished(_: object) -> None:
+        nonlocal done
+        with run.lock:
+            done += 1
+        in_flight.release()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="buzz-send") as pool:
+        for recipient in recipients:
+            while not in_flight.acquire(timeout=0.5):
+                last_report = _report(run, lang, done, total, started, last_report, progress)
+            if run.stop.is_set() or run.error is not None:
+                in_flight.release()
+                break
+            submitted += 1
+            pool.submit(_deliver, run, recipient).add_done_callback(finished)
+            last_report = _report(run, lang, done, total, started, last_report, progress)
+        while done < submitted:
+            time.sleep(0.1)
+            last_report = _report(run, lang, done, total, started, last_report, progress)
+    if progress:
+        progress(lang, done, total, done / max(time.monotonic() - started, 1e-9))
+
+
+def _report(
+    run: _Run,
+    lang: str,
+    done: int,
+    total: int,
+    started: float,
+    last: float,
+    progress: Progress | None,
+) -> float:
+    now = time.monotonic()
+    rate = done / max(now - started, 1e-9)
+    if progress and now - last >= 0.5:
+        progress(lang, done, total, rate)
+    if now - last < PROGRESS_EVERY_S:
+        return last if progress is None or now - last < 0.5 else now
+    log.info("send_progress", edition=run.edition_id, lang=lang, done=done, total=total,
+             rate=round(rate, 1), pace=run.limiter.rate)  # fmt: skip
+    return now
+
+
+def _deliver(run: _Run, recipient: Recipient) -> None:
+    """One recipient, from slot to ledger. Never raises: a fatal error halts the run."""
+    store, edition = run.store, run.edition_id
+    if run.stop.is_set():
+        return
+    if not run.audience.is_subscribed(recipient):
+        store.mark(edition, recipient.email, DeliveryState.SKIPPED, error="unsubscribed")
+        return
+    try:
+        message = run.make_message(recipient)
+    except Exception as exc:  # one unbuildable message must not hold up the others
+        _failed(store, edition, recipient, f"cannot build the message: {exc!r}")
+        return
+    marked = False
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(Transient),
+            stop=stop_after_attempt(ATTEMPTS),
+            wait=wait_exponential_jitter(multiplier=0.5, max=8),
+            reraise=True,
+        ):
+            with attempt:
+                if not marked and not run.take_budget():
+                    return
+                run.take_slot()
+                if not marked:
+                    store.mark(edition, recipient.email, DeliveryState.SENDING)
+                    marked = True
+                    with run.lock:
+                        run.attempted += 1
+                try:
+                    message_id = run.transport.send(recipient, message)
+                except Transient as exc:
+                    if "rate" in str(exc).lower() or "TooManyRequests" in str(exc):
+                        run.limiter.throttled()
+                    raise
+    except Rejected as exc:
+        _failed(store, edition, recipient, str(exc))
+    except Ambiguous as exc:
+        error = redact(str(exc))
+        store.mark(edition, recipient.email, DeliveryState.IN_DOUBT, error=error)
+        log.warning("recipient_in_doubt", lang=recipient.lang, to=short_hash(recipient.email),
+                    error=error)  # fmt: skip
+    except _Stop:
+        if marked:  # it had its slot and was never sent: back in the queue
+            store.mark(edition, recipient.email, DeliveryState.PENDING)
+    except (Transient, QuotaReached, DeliveryError) as exc:
+        # the provider did not take it: back in the queue for the next run
+        store.mark(edition, recipient.email, DeliveryState.PENDING, error=redact(str(exc)))
+        run.halt(exc)
+    except Exception as exc:  # a bug must stop the send, not leave a row `sending`
+        store.mark(edition, recipient.email, DeliveryState.IN_DOUBT if marked else
+                   DeliveryState.PENDING, error=redact(repr(exc)))  # fmt: skip
+        run.halt(DeliveryError(f"unexpected error while sending: {exc!r}"))
+    else:
+        store.mark(edition, recipient.email, DeliveryState.SENT, message_id=message_id)
+        run.limiter.succeeded()
+
+
+def _failed(store: Store, edition_id: str, recipient: Recipient, error: str) -> None:
+    store.mark(edition_id, recipient.email, DeliveryState.FAILED, error=redact(error))
+    log.warning(
+        "recipient_failed", lang=recipient.lang, to=short_hash(recipient.email), error=redact(error)
+    )

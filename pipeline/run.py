@@ -6,7 +6,6 @@ the CLI only parses, calls one of these, and prints.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -15,18 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import message
-from pipeline.audience import LocalAudience, Signer
+from pipeline.audience import Audience, LocalAudience, Signer
 from pipeline.compose import compose
 from pipeline.config import Settings
 from pipeline.curate import Curator
-from pipeline.deliver import (
-    OutboxTransport,
-    SendReport,
-    SesTransport,
-    Transport,
-    atomic_write,
-    send_language,
-)
+from pipeline.deliver import HEADROOM, Progress, SendReport, send_language
 from pipeline.errors import ConfigError, ExitCode, UsageError
 from pipeline.feeds import BackfillReport, FeedReport, backfill, gather, unavailable_languages
 from pipeline.fetch import FeedLimits, user_agent
@@ -34,8 +26,10 @@ from pipeline.log import log, stage
 from pipeline.models import DeliveryState, Edition, EditionState, Post, Recipient
 from pipeline.postindex import PostIndex
 from pipeline.render import Rendered, Sender, render, strings
+from pipeline.ses_audience import SesAudience
 from pipeline.store import Store, is_locked
 from pipeline.text import canonical_url
+from pipeline.transport import OutboxTransport, SesTransport, Transport, atomic_write, ses_client
 
 SECRET_ENV = "BUZZ_UNSUBSCRIBE_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEMO_SECRET = "buzz-outbox-demo-only"  # noqa: S105 - only ever signs links in .eml files on disk
@@ -61,6 +55,23 @@ class EditionStatus:
     languages: dict[str, dict[str, int]]
 
 
+@dataclass(frozen=True, slots=True)
+class Rehearsal:
+    """What a dry run found: messages per language, the pace, the quota left."""
+
+    would_send: dict[str, int]
+    rate: float | None
+    quota_left: int | None
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the send would take (None: no pace limit)."""
+        total = sum(self.would_send.values())
+        if self.quota_left is not None:
+            total = min(total, self.quota_left)
+        return total / self.rate if self.rate else None
+
+
 @dataclass(slots=True)
 class SendOutcome:
     """What a send of one edition did, per language."""
@@ -83,7 +94,7 @@ class RunResult:
     resumed: list[SendOutcome] = field(default_factory=list)
     built: Built | None = None
     sent: SendOutcome | None = None
-    rehearsals: dict[str, dict[str, int]] = field(default_factory=dict)
+    rehearsals: dict[str, Rehearsal] = field(default_factory=dict)
     awaiting_approval: bool = False
 
     @property
@@ -132,6 +143,7 @@ class Job:
         self.settings = settings
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.progress: Progress | None = None  # told how a send advances (a terminal's bar)
         self.sender = Sender(
             company=settings.sender.company,
             postal_address=settings.sender.postal_address,
@@ -274,7 +286,7 @@ class Job:
             )
             files[f"{lang}.html"] = html_part.encode()
             files[f"{lang}.txt"] = text_part.encode()
-            files[f"{lang}.eml"] = self._message(part, audience, sample)
+            files[f"{lang}.eml"] = self._composer(part, audience)(sample)
         for name, data in files.items():
             atomic_write(folder / name, data)
         log.info("edition_written", edition=edition.id, folder=str(folder), files=sorted(files))
@@ -282,11 +294,17 @@ class Job:
 
     # Send ------------------------------------------------------------------------------------
 
-    def audience(self) -> LocalAudience:
-        """The configured audience."""
-        if self.settings.audience.source != "local":
-            raise UsageError("audience.source = 'ses' is not supported yet; use 'local'")
-        return LocalAudience(self.store, self.settings.audience.unsubscribe_url, self._signer())
+    def audience(self) -> Audience:
+        """The configured audience: the state store's subscribers, or an SES contact list."""
+        if self.settings.audience.source == "ses":
+            client = ses_client(self.settings.region, self.settings.delivery.workers)
+            return SesAudience(
+                client,
+                self.settings.audience.contact_list,
+                self.settings.topics,
+                self.settings.audience.ses_api_rate,
+            )
+        return LocalAudience(self.store, self.settings.audience.unsubscribe_url, self._signer)
 
     def _signer(self) -> Signer:
         secret = os.environ.get(SECRET_ENV, "")
@@ -301,31 +319,36 @@ class Job:
     def transport(self, edition_id: str, proof: bool = False) -> Transport:
         """The configured transport; the outbox writes under `<output_dir>/outbox/<edition>/`."""
         if self.settings.delivery.transport == "ses":
-            return SesTransport(self.settings.region, self.settings.delivery.configuration_set)
+            lists = {}
+            if self.settings.audience.source == "ses" and not proof:
+                contact_list = self.settings.audience.contact_list
+                lists = {
+                    lang: (contact_list, topic) for lang, topic in self.settings.topics.items()
+                }
+            return SesTransport(
+                self.settings.region,
+                self.settings.delivery.configuration_set,
+                connections=self.settings.delivery.workers,
+                list_management=lists,
+            )
         folder = self.settings.output_dir / "outbox" / edition_id
         return OutboxTransport(folder / "proofs" if proof else folder)
 
-    def _message(
-        self, rendered: Rendered, audience: LocalAudience, recipient: Recipient, prefix: str = ""
-    ) -> bytes:
+    def _composer(
+        self, rendered: Rendered, audience: Audience, prefix: str = ""
+    ) -> Callable[[Recipient], bytes]:
+        """Builds each recipient's message from one template of `rendered`."""
         lang_settings = self.settings.language_settings[rendered.lang]
-        headers = message.ListHeaders(
-            list_id=message.list_id(
-                lang_settings.name,
-                self.settings.topics.get(rendered.lang, f"buzz-{rendered.lang}"),
-                lang_settings.from_,
-            ),
-            unsubscribe_url=audience.unsubscribe_url(recipient),
+        topic = self.settings.topics.get(rendered.lang, f"buzz-{rendered.lang}")
+        options = message.ListOptions(
+            list_id=message.list_id(lang_settings.name, topic, lang_settings.from_),
             unsubscribe_mailto=self.settings.audience.unsubscribe_mailto,
         )
-        return message.build(
-            rendered,
-            sender=lang_settings.from_,
-            recipient=recipient,
-            headers=headers,
-            now=self.clock(),
-            subject_prefix=prefix,
-        )
+        template = message.MessageTemplate(
+            rendered, lang_settings.from_, options, prefix,
+            provider_unsubscribes=audience.provider_unsubscribes,
+        )  # fmt: skip
+        return lambda r: template.for_recipient(r, audience.unsubscribe_url(r), self.clock())
 
     def load(self, edition_id: str | None) -> tuple[EditionState, Edition]:
         """An edition by id, or the newest one built and not completely sent."""
@@ -364,8 +387,11 @@ class Job:
                     lang,
                     audience,
                     transport,
-                    functools.partial(self._message, part, audience),
+                    self._composer(part, audience),
                     resend_in_doubt=resend_in_doubt,
+                    max_rate=self.settings.delivery.max_send_rate,
+                    workers=self.settings.delivery.workers,
+                    progress=self.progress,
                 )
             )
         self._settle(edition)
@@ -385,18 +411,26 @@ class Job:
             edition.id, EditionState.PARTIAL if troubled else EditionState.SENT
         )
 
-    def rehearse(self, edition: Edition, langs: Sequence[str]) -> dict[str, int]:
-        """A dry run: every message built, none handed to the provider, the ledger untouched."""
+    def rehearse(self, edition: Edition, langs: Sequence[str]) -> Rehearsal:
+        """A dry run: every message built, none handed to the provider, the ledger untouched;
+        and how long the send would take at the account's rate, within its daily quota."""
         audience = self.audience()
         would_send: dict[str, int] = {}
         for lang, rendered in self.render_all(edition).items():
             if lang in langs:
-                recipients = audience.recipients(lang)
-                for recipient in recipients:
-                    self._message(rendered, audience, recipient)
-                would_send[lang] = len(recipients)
-        log.info("dry_run_finished", edition=edition.id, would_send=would_send)
-        return would_send
+                compose_message = self._composer(rendered, audience)
+                would_send[lang] = sum(
+                    1 for recipient in audience.recipients(lang) if compose_message(recipient)
+                )
+        quota = self.transport(edition.id).quota()
+        cap = self.settings.delivery.max_send_rate
+        rates = [r for r in (cap, quota.max_rate if quota.known or not cap else None) if r]
+        rehearsal = Rehearsal(would_send, min(rates) * HEADROOM if rates else None,
+                              quota.remaining_24h)  # fmt: skip
+        log.info("dry_run_finished", edition=edition.id, would_send=would_send,
+                 rate=rehearsal.rate, quota_left=quota.remaining_24h,
+                 seconds=rehearsal.seconds)  # fmt: skip
+        return rehearsal
 
     def proof(self, edition: Edition, addresses: Sequence[str], langs: Sequence[str]) -> list[str]:
         """Send every language to `addresses` only, outside the ledger; the provider's ids."""
@@ -406,10 +440,10 @@ class Job:
         for lang, rendered in self.render_all(edition).items():
             if lang not in langs:
                 continue
+            compose_message = self._composer(rendered, audience, strings(lang)["proof"])
             for address in addresses:
                 recipient = Recipient(email=address, lang=lang)
-                data = self._message(rendered, audience, recipient, strings(lang)["proof"])
-                ids.append(transport.send(recipient, data))
+                ids.append(transport.send(recipient, compose_message(recipient)))
         log.info("proof_sent", edition=edition.id, messages=len(ids))
         return ids
 

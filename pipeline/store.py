@@ -9,7 +9,8 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -259,7 +260,9 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # one connection, shared by the sender threads under `lock`
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        self.lock = threading.RLock()
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
@@ -273,13 +276,14 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic unit of change: committed on success, rolled back on any error."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def _migrate(self) -> None:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -517,12 +521,23 @@ class Store:
 
     def subscriber(self, email: str) -> Subscriber | None:
         """One subscriber by address (case-insensitive), or None."""
-        row = self.db.execute(
-            "SELECT email, lang, consent_source, consent_at, name, unsubscribed_at, attributes "
-            "FROM subscribers WHERE email = ?",
-            (email,),
-        ).fetchone()
+        with self.lock:
+            row = self.db.execute(
+                "SELECT email, lang, consent_source, consent_at, name, unsubscribed_at, "
+                "attributes FROM subscribers WHERE email = ?",
+                (email,),
+            ).fetchone()
         return Subscriber(**dict(row)) if row else None
+
+    def active_subscribers(self, lang: str) -> Iterator[Recipient]:
+        """Subscribed addresses of `lang`, streamed (an audience of any size costs nothing)."""
+        rows = self.db.execute(
+            "SELECT email, lang, name FROM subscribers WHERE lang = ? AND unsubscribed_at IS NULL "
+            "ORDER BY email",
+            (lang,),
+        )
+        for row in rows:
+            yield Recipient(email=row["email"], lang=row["lang"], name=row["name"])
 
     # The delivery ledger -------------------------------------------------------------------
 
@@ -566,18 +581,35 @@ class Store:
             )
         return cursor.rowcount
 
-    def deliveries_in(
-        self, edition_id: str, lang: str, states: Iterable[DeliveryState]
-    ) -> list[Recipient]:
-        """Recipients of (edition, lang) whose ledger row is in one of `states`."""
-        wanted = list(states)
-        placeholders = ",".join("?" * len(wanted))
-        rows = self.db.execute(
-            f"SELECT email, lang, name FROM deliveries WHERE edition_id = ? AND lang = ? "
-            f"AND state IN ({placeholders}) ORDER BY email",
-            (edition_id, lang, *wanted),
-        ).fetchall()
-        return [Recipient(email=row["email"], lang=row["lang"], name=row["name"]) for row in rows]
+    def iter_deliveries(
+        self, edition_id: str, lang: str, states: Sequence[DeliveryState], page: int = 500
+    ) -> Iterator[Recipient]:
+        """Recipients of (edition, lang) whose ledger row is in one of `states`, by address,
+        read a page at a time (rows may change state meanwhile: each is seen once)."""
+        placeholders = ",".join("?" * len(states))
+        after = ""
+        while True:
+            with self.lock:
+                rows = self.db.execute(
+                    f"SELECT email, lang, name FROM deliveries WHERE edition_id = ? AND lang = ? "
+                    f"AND state IN ({placeholders}) AND email > ? ORDER BY email LIMIT ?",
+                    (edition_id, lang, *states, after, page),
+                ).fetchall()
+            for row in rows:
+                yield Recipient(email=row["email"], lang=row["lang"], name=row["name"])
+            if len(rows) < page:
+                return
+            after = rows[-1]["email"]
+
+    def count_deliveries(self, edition_id: str, lang: str, states: Sequence[DeliveryState]) -> int:
+        """How many ledger rows of (edition, lang) are in one of `states`."""
+        placeholders = ",".join("?" * len(states))
+        row = self.db.execute(
+            f"SELECT count(*) FROM deliveries WHERE edition_id = ? AND lang = ? "
+            f"AND state IN ({placeholders})",
+            (edition_id, lang, *states),
+        ).fetchone()
+        return int(row[0])
 
     def mark(
         self,

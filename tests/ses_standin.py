@@ -98,9 +98,11 @@ class SesStandIn:
         sent_last_24h: float = 0.0,
         latency_s: float = 0.0,
         enforce_rate: bool = True,
+        keep_content: bool = True,
     ) -> None:
         self.max_send_rate, self.max_24h, self.sent_last_24h = max_send_rate, max_24h, sent_last_24h
         self.latency_s, self.enforce_rate = latency_s, enforce_rate
+        self.keep_content = keep_content  # False: record recipients only (long benchmarks)
         self.messages: list[Sent] = []  # accepted sends, in order
         self.throttled = self.requests = 0  # requests: every HTTP request, any route
         self.paused, self.rejected, self.url = False, set[str](), ""
@@ -194,6 +196,8 @@ class SesStandIn:
                 raise SesError("TooManyRequestsException", "Maximum sending rate exceeded.")
             self._window.append(now)
             mid = f"0100{self._prefix}-{next(self._ids):08d}-{uuid.uuid4()}-000000"
+            if not self.keep_content:
+                fields |= {"raw": None, "simple": None}
             sent = Sent(message_id=mid, at=now, **fields)
             self.messages.append(sent)
             self.sent_last_24h += 1

@@ -87,8 +87,8 @@ def test_local_audience_excludes_the_unsubscribed(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
     result = read_csv(ROOT / "demo" / "subscribers.csv", ("en", "fr"), TZ)
     store.upsert_subscribers(result.subscribers, datetime.now(UTC))
-    audience = LocalAudience(store, "https://example.com/u?token={token}", Signer("k"))
-    french = audience.recipients("fr")
+    audience = LocalAudience(store, "https://example.com/u?token={token}", lambda: Signer("k"))
+    french = list(audience.recipients("fr"))
     assert len(french) == 4
     assert all(audience.is_subscribed(r) for r in french)
     store.unsubscribe(french[0].email, datetime.now(UTC))

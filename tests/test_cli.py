@@ -187,7 +187,7 @@ def _interrupt_a_send(buzz: Buzz, demo: Path) -> str:
     job = Job(settings, Store(settings.state_path))
     [(edition_id, _)] = job.store.editions()
     job.store.set_edition_state(edition_id, EditionState.SENDING)
-    recipients = job.audience().recipients("en")
+    recipients = list(job.audience().recipients("en"))
     job.store.freeze_audience(edition_id, "en", recipients)
     job.store.mark(edition_id, recipients[0].email, DeliveryState.SENDING)
     return edition_id

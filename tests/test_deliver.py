@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,16 +13,20 @@ import boto3
 import pytest
 
 from pipeline.audience import LocalAudience, Signer
-from pipeline.deliver import (
+from pipeline.deliver import send_language
+from pipeline.errors import DeliveryError
+from pipeline.models import DeliveryState, Edition, Recipient
+from pipeline.store import Store, Subscriber
+from pipeline.transport import (
     OutboxTransport,
+    QuotaReached,
     Rejected,
     SesTransport,
     Transient,
-    send_language,
+    _classify,
     short_hash,
 )
-from pipeline.models import DeliveryState, Edition, Recipient
-from pipeline.store import Store, Subscriber
+from tests.ses_standin import SesStandIn
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FROM = b"From: IT Buzz <buzz@news.example.com>\r\n"
@@ -37,7 +43,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def _audience(store: Store) -> LocalAudience:
-    return LocalAudience(store, "https://example.com/u?token={token}", Signer("k"))
+    return LocalAudience(store, "https://example.com/u?token={token}", lambda: Signer("k"))
 
 
 def _message(recipient: Recipient) -> bytes:
@@ -98,7 +104,7 @@ def test_ses_send_through_a_real_http_endpoint(store: Store, ses_env: str) -> No
         EmailIdentity="news.example.com"
     )
     report = send_language(
-        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message
+        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message, max_rate=100
     )
     assert report.counts["sent"] == 5
     sent = _moto_messages(ses_env)
@@ -111,7 +117,7 @@ def test_ses_rejection_fails_that_recipient_and_the_send_goes_on(
 ) -> None:
     """MessageRejected (unverified sender) is permanent: failed, recorded, not retried."""
     report = send_language(
-        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message
+        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message, max_rate=100
     )
     assert report.counts["failed"] == 5
     assert report.attempted == 5
@@ -151,7 +157,7 @@ def test_a_rejection_is_not_retried(store: Store, ses_env: str) -> None:
     transport.client.meta.events.register(
         "before-send.sesv2.SendEmail", lambda **kwargs: requests.append("send")
     )
-    report = send_language(store, "e1", "en", _audience(store), transport, _message)
+    report = send_language(store, "e1", "en", _audience(store), transport, _message, max_rate=100)
     assert report.counts["failed"] == 5
     assert len(requests) == 5
 
@@ -159,8 +165,6 @@ def test_a_rejection_is_not_retried(store: Store, ses_env: str) -> None:
 def test_quota_and_throttling_are_told_apart_from_rejections() -> None:
     """Daily quota: stop and resume later; throttling and 5xx: retry; the rest: reject."""
     from botocore.exceptions import ClientError
-
-    from pipeline.deliver import QuotaReached, _classify
 
     def error(code: str, status: int, message: str = "") -> ClientError:
         response = {"Error": {"Code": code, "Message": message},
@@ -179,8 +183,6 @@ def test_quota_and_throttling_are_told_apart_from_rejections() -> None:
     assert isinstance(
         _classify(error("MessageRejected", 400, "Email address is not verified.")), Rejected
     )
-    from pipeline.errors import DeliveryError
-
     assert isinstance(_classify(error("SendingPausedException", 400)), DeliveryError)
 
 
@@ -188,7 +190,126 @@ def test_provider_messages_never_carry_an_address_into_the_ledger(
     store: Store, ses_env: str
 ) -> None:
     """SES quotes addresses in its errors; the ledger and logs keep only a hash."""
-    send_language(store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message)
+    send_language(
+        store, "e1", "en", _audience(store), SesTransport("ca-central-1"), _message, max_rate=100
+    )
     errors = [row[0] for row in store.db.execute("SELECT last_error FROM deliveries")]
     assert errors
     assert all("@" not in error for error in errors)
+
+
+# Against the local SES stand-in: the real boto3 client, a real HTTP endpoint --------------------
+
+
+@pytest.fixture
+def ses(monkeypatch: pytest.MonkeyPatch) -> Iterator[SesStandIn]:
+    """A fresh SES stand-in, with the standard AWS chain pointed at it."""
+    with SesStandIn(max_send_rate=50, latency_s=0.01) as standin:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", standin.url)
+        yield standin
+
+
+def _crowd(store: Store, count: int) -> None:
+    store.upsert_subscribers(
+        [Subscriber(f"p{i:04d}@example.com", "en", "form", "2026-01-01") for i in range(count)],
+        NOW,
+    )
+
+
+def _send(store: Store, **options: object) -> object:
+    transport = SesTransport("ca-central-1", connections=16)
+    return send_language(
+        store,
+        "e1",
+        "en",
+        _audience(store),
+        transport,
+        _message,
+        workers=16,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_the_account_rate_is_used_and_never_exceeded(store: Store, ses: SesStandIn) -> None:
+    """GetAccount's MaxSendRate paces 16 senders: no throttling, no second in which SES saw
+    more than its rate, and each recipient exactly once."""
+    _crowd(store, 95)
+    started = time.monotonic()
+    report = _send(store)
+    elapsed = time.monotonic() - started
+    assert report.counts["sent"] == 100  # type: ignore[attr-defined]
+    assert ses.throttled == 0
+    assert ses.max_rate_seen() <= 50
+    assert elapsed >= 100 / 50 - 0.5
+    assert all(ses.sent_to(f"p{i:04d}@example.com") == 1 for i in range(95))
+
+
+def test_a_lower_configured_cap_wins(store: Store, ses: SesStandIn) -> None:
+    """delivery.max_send_rate below the account's rate is the pace."""
+    _send(store, max_rate=10)
+    assert ses.max_rate_seen() <= 10
+    assert len(ses.messages) == 5
+
+
+def test_throttling_and_server_errors_are_retried_without_duplicates(
+    store: Store, ses: SesStandIn
+) -> None:
+    """429s and 503s are retried with backoff; every recipient still gets exactly one."""
+    _crowd(store, 15)
+    ses.fail_next("TooManyRequestsException", count=3)
+    ses.fail_next("ServiceUnavailable", count=2)
+    report = _send(store)
+    assert report.counts["sent"] == 20  # type: ignore[attr-defined]
+    assert len(ses.messages) == 20
+    assert len({message.recipients for message in ses.messages}) == 20
+
+
+def test_the_daily_quota_stops_the_send_and_the_next_run_resumes(
+    store: Store, ses: SesStandIn
+) -> None:
+    """With 8 messages left in the day, 8 go, the rest stay pending (exit 75); later, the rest."""
+    _crowd(store, 15)
+    ses.max_24h, ses.sent_last_24h = 100, 92
+    with pytest.raises(QuotaReached):
+        _send(store)
+    counts = store.delivery_counts("e1")["en"]
+    assert (counts["sent"], counts["pending"], counts["sending"]) == (8, 12, 0)
+    ses.max_24h = 1000
+    _send(store)
+    assert store.delivery_counts("e1")["en"]["sent"] == 20
+    assert len(ses.messages) == 20
+
+
+def test_a_paused_account_stops_everything_and_marks_nothing_sent(
+    store: Store, ses: SesStandIn
+) -> None:
+    """SendingPausedException: the send stops with DeliveryError; no row claims a send."""
+    _crowd(store, 15)
+    ses.pause()
+    with pytest.raises(DeliveryError, match="SendingPaused"):
+        _send(store)
+    counts = store.delivery_counts("e1")["en"]
+    assert counts["sent"] == 0
+    assert counts["pending"] == 20
+    assert ses.messages == []
+
+
+def test_an_answer_lost_after_acceptance_is_in_doubt_and_not_resent(
+    store: Store, ses: SesStandIn
+) -> None:
+    """SES took the message but the answer never came: in doubt, not retried, reported; resent
+    only with resend_in_doubt."""
+    _send(store, max_rate=1000)  # warm: one connection kept alive per thread
+    ses.messages.clear()
+    store.save_draft(Edition("e2", NOW, ("en",), ()))
+    ses.drop_after_accept(count=1)
+    report = send_language(store, "e2", "en", _audience(store), SesTransport("ca-central-1"),
+                           _message, workers=1)  # fmt: skip
+    assert report.counts["in_doubt"] == 1
+    assert report.counts["sent"] == 4
+    assert len(ses.messages) == 5  # the in-doubt one did go out
+    again = send_language(store, "e2", "en", _audience(store), SesTransport("ca-central-1"),
+                          _message, workers=1)  # fmt: skip
+    assert again.attempted == 0

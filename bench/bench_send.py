@@ -1,0 +1,193 @@
+"""Benchmark of delivery through SES (issue 6), against the local SES stand-in (tests/) with
+30 ms of latency per call, spoken to by the real boto3 client through buzz's real send loop.
+
+`python bench/bench_send.py [--sequential N]`:
+1. MaxSendRate 200/s, 10,000 recipients: the rate sustained, duplicates, throttling surfaced;
+2. the highest rate one process sustains (the stand-in in another process, no rate limit);
+3. peak memory of the sending process with 1,000 and with 100,000 recipients;
+4. a plain sequential boto3 loop over the same recipients (the first N, default 1,000: at
+   30 ms a call, all 10,000 would take five minutes), for comparison.
+Every server listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import structlog
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.audience import LocalAudience, Signer  # noqa: E402
+from pipeline.deliver import send_language  # noqa: E402
+from pipeline.message import ListOptions, MessageTemplate  # noqa: E402
+from pipeline.models import Edition, Story  # noqa: E402
+from pipeline.render import Sender, render  # noqa: E402
+from pipeline.store import Store, Subscriber  # noqa: E402
+from pipeline.transport import SesTransport  # noqa: E402
+from tests.helpers import make_post  # noqa: E402
+from tests.ses_standin import SesStandIn  # noqa: E402
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+LATENCY = 0.03
+FROM = "IT Buzz <buzz@news.example.com>"
+
+
+def _state(folder: Path, recipients: int) -> Path:
+    state = folder / "state.sqlite"
+    store = Store(state)
+    store.upsert_subscribers(
+        (
+            Subscriber(f"r{n:06d}@example.com", "en", "bench", "2026-01-01")
+            for n in range(recipients)
+        ),
+        NOW,
+    )
+    store.save_draft(Edition("bench", NOW, ("en",), ()))
+    store.close()
+    return state
+
+
+def _template() -> MessageTemplate:
+    stories = tuple(
+        Story(
+            {
+                "en": make_post(
+                    f"p{n}",
+                    "en",
+                    f"Story number {n} about the cloud",
+                    summary="A summary of the story. " * 10,
+                )
+            }
+        )
+        for n in range(10)
+    )
+    sender = Sender("Example Inc.", "123 Example St", "https://example.com/contact")
+    rendered = render(Edition("bench", NOW, ("en",), stories), "en", "IT Buzz", sender)
+    return MessageTemplate(rendered, FROM, ListOptions("IT Buzz <it-buzz-en.news.example.com>"))
+
+
+def send(state: Path, workers: int) -> dict[str, float]:
+    """buzz's send loop over every subscriber of `state`; seconds, messages and peak RSS."""
+    store = Store(state)
+    audience = LocalAudience(store, "https://example.com/u?token={token}", lambda: Signer("bench"))
+    template = _template()
+    started = time.perf_counter()
+    report = send_language(
+        store, "bench", "en", audience, SesTransport("ca-central-1", connections=workers),
+        lambda r: template.for_recipient(r, audience.unsubscribe_url(r), NOW), workers=workers,
+    )  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - started,
+        "sent": report.counts["sent"],
+        "failed": report.counts["failed"],
+        "in_doubt": report.counts["in_doubt"],
+        "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def _child(state: Path, workers: int, endpoint: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--send", str(state), str(workers)],
+        env=os.environ | {"AWS_ENDPOINT_URL_SESV2": endpoint},
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _standin_process() -> tuple[subprocess.Popen[str], str]:
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.ses_standin import SesStandIn\n"
+        f"with SesStandIn(max_send_rate=100000, latency_s={LATENCY!r}, enforce_rate=False,"
+        " keep_content=False, max_24h=-1) as s:\n"
+        "    print(s.url, flush=True); time.sleep(3600)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def _sequential(recipients: int, url: str) -> float:
+    client = boto3.client("sesv2", region_name="ca-central-1", endpoint_url=url,
+                          config=Config(retries={"total_max_attempts": 1}))  # fmt: skip
+    template = _template()
+    from pipeline.models import Recipient
+
+    started = time.perf_counter()
+    for n in range(recipients):
+        recipient = Recipient(f"r{n:06d}@example.com", "en")
+        data = template.for_recipient(recipient, "https://example.com/u?token=x", NOW)
+        client.send_email(Destination={"ToAddresses": [recipient.email]},
+                          Content={"Raw": {"Data": data}})  # fmt: skip
+    return recipients / (time.perf_counter() - started)
+
+
+def main(sequential: int) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    os.environ |= {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        state = _state(Path(folder), 10_000)
+        with SesStandIn(max_send_rate=200, latency_s=LATENCY, keep_content=False) as ses:
+            os.environ["AWS_ENDPOINT_URL_SESV2"] = ses.url
+            result = send(state, workers=16)
+            unique = len({m.recipients for m in ses.messages})
+            rate = result["sent"] / result["seconds"]
+            sustained = f"{rate:.1f}/s ({rate / 200:.1%}) in {result['seconds']:.0f} s"
+            rows.append(
+                ("MaxSendRate 200/s, 10,000 recipients: rate sustained", "≥ 95 %", sustained)
+            )
+            outcome = (
+                f"{len(ses.messages) - unique} / {result['failed']:.0f} / {result['in_doubt']:.0f}"
+                f" (SES answered 429 {ses.throttled}×, each retried)"
+            )
+            rows.append(("… duplicates / recipients failed / in doubt", "0 / 0 / 0", outcome))
+            seq_rate = _sequential(sequential, ses.url)
+            rows.append((f"plain sequential boto3 loop, first {sequential:,} of the same",
+                         "—", f"{seq_rate:.1f}/s (buzz: {rate / seq_rate:.1f}×)"))  # fmt: skip
+    server, url = _standin_process()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            fast = _child(_state(Path(folder), 5_000), 32, url)
+            rows.append(("highest rate, one process, 2 cores (5,000 recipients, 32 senders)",
+                         "aim ≥ 500/s", f"{fast['sent'] / fast['seconds']:.0f}/s"))  # fmt: skip
+        peaks = {}
+        for size in (1_000, 100_000):
+            with tempfile.TemporaryDirectory() as folder:
+                peaks[size] = _child(_state(Path(folder), size), 32, url)["peak_bytes"]
+        rows.append(("peak memory, 1,000 vs 100,000 recipients", "≤ +20 %, < 200 MB",
+                     f"{peaks[1_000] / 1e6:.0f} MB vs {peaks[100_000] / 1e6:.0f} MB "
+                     f"({peaks[100_000] / peaks[1_000] - 1:+.0%})"))  # fmt: skip
+    finally:
+        server.kill()
+    print(f"Send benchmark — {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, "
+          f"stand-in latency {LATENCY * 1000:.0f} ms\n")  # fmt: skip
+    print("| measure | target | result |\n| --- | --- | --- |")
+    for measure, target, result in rows:
+        print(f"| {measure} | {target} | {result} |")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--send"]:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        print(json.dumps(send(Path(sys.argv[2]), int(sys.argv[3]))))
+    else:
+        count = (
+            int(sys.argv[sys.argv.index("--sequential") + 1])
+            if "--sequential" in sys.argv
+            else 1000
+        )
+        main(count)

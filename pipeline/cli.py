@@ -288,8 +288,17 @@ def _newest(job: Job) -> tuple[EditionState, Edition]:
     is_flag=True,
     help="Also resend messages whose earlier attempt may or may not have gone out.",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Send again to recipients that failed permanently (once the cause is fixed).",
+)
 def send(
-    options: Options, args: tuple[str, ...], test_to: tuple[str, ...], resend_in_doubt: bool
+    options: Options,
+    args: tuple[str, ...],
+    test_to: tuple[str, ...],
+    resend_in_doubt: bool,
+    retry_failed: bool,
 ) -> int:
     """Send a built edition to its audience (resumes an interrupted send), or a proof.
 
@@ -314,7 +323,10 @@ def send(
         if options.dry_run:
             _print_rehearsal(job.rehearse(edition, langs))
             return ExitCode.OK
-        if state in (EditionState.SENT, EditionState.PARTIAL) and not resend_in_doubt:
+        if retry_failed:
+            again = job.store.retry_failed(edition.id, langs)
+            click.echo(f"{again} failed recipient(s) will be tried again.")
+        elif state in (EditionState.SENT, EditionState.PARTIAL) and not resend_in_doubt:
             click.echo(f"Edition {edition.id} is already {state}; nothing to send.")
             return ExitCode.OK
         _confirm(job, edition, options.yes)
@@ -376,9 +388,19 @@ def status(options: Options, edition_id: str | None, as_json: bool) -> int:
         feeds = [
             asdict(f) | {"url": public_url(f.url), "ok": f.ok} for f in job.store.feed_states()
         ]
-        doc = {"editions": [asdict(e) for e in editions], "feeds": feeds}
+        doc = {
+            "editions": [asdict(e) for e in editions],
+            "feeds": feeds,
+            "runs": job.store.runs(),
+        }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return ExitCode.OK
+    runs = job.store.runs(1)
+    if runs:
+        last = runs[0]
+        click.echo(
+            f"Last run: {last['finished_at']} — {last['outcome']} (exit {last['exit_code']})"
+        )
     if not editions:
         click.echo("No edition yet.")
     for entry in editions:

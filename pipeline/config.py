@@ -130,6 +130,7 @@ class EditionSection(_Section):
     related_per_story: Annotated[int, Field(ge=0, le=10)] = 3
     translation_grace_hours: Annotated[float, Field(ge=0, le=100_000)] = 48
     require_approval: bool = False
+    reviewers: list[Annotated[str, AfterValidator(_address)]] = []
     related_from_same_edition: bool = False
 
 
@@ -157,6 +158,8 @@ class AudienceSection(_Section):
     def _token_url(cls, value: str) -> str:
         if "{token}" not in value:
             raise ValueError("must contain the placeholder {token}")
+        if not value.isascii():
+            raise ValueError("must be ASCII: percent-encode other characters (%C3%A9 for é)")
         return _http_url(value)
 
 
@@ -234,7 +237,7 @@ def load(path: Path) -> Settings:
     try:
         doc = _Document.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(path, err) for err in exc.errors()] + problems
+        problems = [describe_error(path, err) for err in exc.errors()] + problems
     if problems:
         raise ConfigError(problems)
     return Settings(path.resolve(), doc)
@@ -269,7 +272,8 @@ def _missing_language_sections(path: Path, raw: dict[str, Any]) -> list[str]:
     ]
 
 
-def _describe(path: Path, err: ErrorDetails) -> str:
+def describe_error(path: Path, err: ErrorDetails) -> str:
+    """One line for one validation problem: `file: key: problem`."""
     loc = [str(part) for part in err["loc"]]
     is_key = loc[-1:] == ["[key]"]
     key = ".".join(loc[:-1] if is_key else loc).replace("from_", "from") or "(top level)"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -37,7 +37,8 @@ from pipeline.transport import (
 PROGRESS_EVERY_S = 10.0
 PAGE = 500
 ATTEMPTS = 5
-HEADROOM = 0.97  # pace a little under the account's rate: clocks and networks jitter
+HEADROOM = 0.97  # pace a little under the account's rate (and at least 1/s under it):
+# the moment SES counts a message drifts from its slot by network and commit jitter
 
 Progress = Callable[[str, int, int, float], None]  # lang, done, total, messages per second
 
@@ -50,7 +51,7 @@ class RateLimiter:
     """
 
     def __init__(self, rate: float | None) -> None:
-        self.ceiling = rate * HEADROOM if rate else None
+        self.ceiling = min(rate * HEADROOM, max(rate - 1, rate / 2)) if rate else None
         self.rate = self.ceiling
         self._next = time.monotonic()
         self._lock = threading.Lock()
@@ -107,6 +108,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     attempted: int = 0
     error: BuzzError | None = None
+    shown: float = 0.0  # when progress was last shown
 
     def take_budget(self) -> bool:
         """Count one more message against the 24-hour quota; False when it is used up (the
@@ -195,13 +197,18 @@ def _pump(
     submitted = done = 0
     started = last_report = time.monotonic()
 
-    def finished(_: object) -> None:
+    def finished(future: Future[None]) -> None:
         nonlocal done
+        error = future.exception()
+        if error is not None:  # a failure outside the provider call: stop, and say why
+            log.error("send_failed", error=repr(error))
+            run.halt(DeliveryError(f"unexpected error while sending: {error!r}"))
         with run.lock:
             done += 1
         in_flight.release()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="buzz-send") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="buzz-send")
+    try:
         for recipient in recipients:
             while not in_flight.acquire(timeout=0.5):
                 last_report = _report(run, lang, done, total, started, last_report, progress)
@@ -214,6 +221,9 @@ def _pump(
         while done < submitted:
             time.sleep(0.1)
             last_report = _report(run, lang, done, total, started, last_report, progress)
+    finally:  # Ctrl-C or a failure here: nothing new starts, what is in flight settles
+        run.stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     if progress:
         progress(lang, done, total, done / max(time.monotonic() - started, 1e-9))
 
@@ -227,12 +237,15 @@ def _report(
     last: float,
     progress: Progress | None,
 ) -> float:
+    """Show progress on the terminal twice a second; log it every PROGRESS_EVERY_S (the
+    returned time is the last log's)."""
     now = time.monotonic()
     rate = done / max(now - started, 1e-9)
-    if progress and now - last >= 0.5:
+    if progress and now - run.shown >= 0.5:
+        run.shown = now
         progress(lang, done, total, rate)
     if now - last < PROGRESS_EVERY_S:
-        return last if progress is None or now - last < 0.5 else now
+        return last
     log.info("send_progress", edition=run.edition_id, lang=lang, done=done, total=total,
              rate=round(rate, 1), pace=run.limiter.rate)  # fmt: skip
     return now
@@ -244,7 +257,7 @@ def _deliver(run: _Run, recipient: Recipient) -> None:
     if run.stop.is_set():
         return
     if not run.audience.is_subscribed(recipient):
-        store.mark(edition, recipient.email, DeliveryState.SKIPPED, error="unsubscribed")
+        store.mark(edition, recipient, DeliveryState.SKIPPED, error="unsubscribed")
         return
     try:
         message = run.make_message(recipient)
@@ -264,7 +277,7 @@ def _deliver(run: _Run, recipient: Recipient) -> None:
                     return
                 run.take_slot()
                 if not marked:
-                    store.mark(edition, recipient.email, DeliveryState.SENDING)
+                    store.mark(edition, recipient, DeliveryState.SENDING)
                     marked = True
                     with run.lock:
                         run.attempted += 1
@@ -278,27 +291,31 @@ def _deliver(run: _Run, recipient: Recipient) -> None:
         _failed(store, edition, recipient, str(exc))
     except Ambiguous as exc:
         error = redact(str(exc))
-        store.mark(edition, recipient.email, DeliveryState.IN_DOUBT, error=error)
+        store.mark(edition, recipient, DeliveryState.IN_DOUBT, error=error)
         log.warning("recipient_in_doubt", lang=recipient.lang, to=short_hash(recipient.email),
                     error=error)  # fmt: skip
     except _Stop:
         if marked:  # it had its slot and was never sent: back in the queue
-            store.mark(edition, recipient.email, DeliveryState.PENDING)
+            store.mark(edition, recipient, DeliveryState.PENDING)
     except (Transient, QuotaReached, DeliveryError) as exc:
         # the provider did not take it: back in the queue for the next run
-        store.mark(edition, recipient.email, DeliveryState.PENDING, error=redact(str(exc)))
+        store.mark(edition, recipient, DeliveryState.PENDING, error=redact(str(exc)))
         run.halt(exc)
     except Exception as exc:  # a bug must stop the send, not leave a row `sending`
-        store.mark(edition, recipient.email, DeliveryState.IN_DOUBT if marked else
+        store.mark(edition, recipient, DeliveryState.IN_DOUBT if marked else
                    DeliveryState.PENDING, error=redact(repr(exc)))  # fmt: skip
         run.halt(DeliveryError(f"unexpected error while sending: {exc!r}"))
     else:
-        store.mark(edition, recipient.email, DeliveryState.SENT, message_id=message_id)
+        try:
+            store.mark(edition, recipient, DeliveryState.SENT, message_id=message_id)
+        except Exception:
+            log.error("ledger_write_failed", to=short_hash(recipient.email), message_id=message_id)
+            raise
         run.limiter.succeeded()
 
 
 def _failed(store: Store, edition_id: str, recipient: Recipient, error: str) -> None:
-    store.mark(edition_id, recipient.email, DeliveryState.FAILED, error=redact(error))
+    store.mark(edition_id, recipient, DeliveryState.FAILED, error=redact(error))
     log.warning(
         "recipient_failed", lang=recipient.lang, to=short_hash(recipient.email), error=redact(error)
     )

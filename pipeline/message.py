@@ -83,6 +83,7 @@ class MessageTemplate:
             f'--{self.boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         ).encode()
+        content = content.replace("\r\n", "\n").replace("\r", "\n")
         if not self.one_click:
             content = content.replace("{{", "{\u200b{")  # zero-width space: no SES placeholder
         segments = [_qp(segment.encode()) for segment in content.split(marker)]
@@ -106,8 +107,20 @@ class MessageTemplate:
 
 
 def _qp(data: bytes) -> bytes:
-    """Quoted-printable with CRLF line ends (binascii: C speed)."""
-    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    """Quoted-printable with CRLF line ends (binascii: C speed), every line at most 76
+    characters and the last at most 75, so that a soft break may follow it."""
+    lines = binascii.b2a_qp(data, istext=True).split(b"\n")
+    fitted: list[bytes] = []
+    for number, line in enumerate(lines):
+        limit = _QP_LINE - 1 if number == len(lines) - 1 else _QP_LINE
+        while len(line) > limit:
+            cut = limit - 1
+            escape = line.rfind(b"=", cut - 2, cut)  # never split an "=XX" escape
+            cut = escape if escape > 0 else cut
+            fitted.append(line[:cut] + b"=")
+            line = line[cut:]
+        fitted.append(line)
+    return b"\r\n".join(fitted)
 
 
 def _qp_value(value: str) -> bytes:

@@ -63,6 +63,7 @@ class EditionState(StrEnum):
     """An edition's lifecycle, as recorded in the store."""
 
     DRAFT = "draft"
+    PROOFED = "proofed"
     SENDING = "sending"
     SENT = "sent"
     PARTIAL = "partial"
@@ -76,6 +77,8 @@ class Edition:
     created_at: datetime
     languages: tuple[str, ...]
     stories: tuple[Story, ...]
+    subjects: dict[str, str] = field(default_factory=dict)  # marketing's, per language
+    intros: dict[str, str] = field(default_factory=dict)
 
     def stories_in(self, lang: str) -> tuple[Story, ...]:
         """The stories that have a post in `lang`, in edition order."""

@@ -176,13 +176,27 @@ def pair_archive(
     pairs whatever their dates; the rest is assigned in chunks of time, each against the
     other language's posts within three weeks of it."""
     alternates = alternates or {}
-    by_url = {post.url: post for post in second}
-    pairs: list[Pair] = []
-    for post in first:
-        partner = by_url.get(_declared(post, second[0].lang, alternates) or "") if second else None
-        if partner is not None and confidence(post, partner, alternates) == DECISIVE:
-            pairs.append(Pair(post, partner, DECISIVE))
+    forced, _ = pair(
+        [p for p in first if any(p.guid in pair for pair in overrides.forced)],
+        [p for p in second if any(p.guid in pair for pair in overrides.forced)],
+        alternates,
+        Overrides(forced=overrides.forced, broken=frozenset(_everything(overrides.forced))),
+    )  # marketing's pairs first, whatever their dates
+    pairs = [p for p in forced if p.confidence == DECISIVE]
     taken = {p.first.guid for p in pairs} | {p.second.guid for p in pairs}
+    never = {frozenset(p) for p in overrides.broken}
+    by_url = {post.url: post for post in second if post.guid not in taken}
+    for post in first:
+        if post.guid in taken or not second:
+            continue
+        partner = by_url.get(_declared(post, second[0].lang, alternates) or "")
+        if (
+            partner is not None
+            and frozenset((post.guid, partner.guid)) not in never
+            and confidence(post, partner, alternates) == DECISIVE
+        ):
+            pairs.append(Pair(post, partner, DECISIVE))
+            taken |= {post.guid, partner.guid}
     rest_a = sorted((p for p in first if p.guid not in taken), key=lambda p: p.published)
     rest_b = sorted((p for p in second if p.guid not in taken), key=lambda p: p.published)
     for start in range(0, len(rest_a), CHUNK):
@@ -193,6 +207,14 @@ def pair_archive(
         pairs += found
         taken |= {p.second.guid for p in found}
     return pairs
+
+
+def _everything(forced: frozenset[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Every combination of the forced posts that is not itself forced: only the forced
+    pairs may come out of the first pass."""
+    guids = {guid for pair in forced for guid in pair}
+    return {(a, b) for a in guids for b in guids if a != b and (a, b) not in forced
+            and (b, a) not in forced}  # fmt: skip
 
 
 class _Alternates(HTMLParser):

@@ -215,6 +215,12 @@ class PostIndex:
                 "DELETE FROM pair_overrides WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)",
                 (a.guid, b.guid, b.guid, a.guid),
             )
+            if kind == "force":  # a post has one translation: older forced pairs of either go
+                tx.execute(
+                    "DELETE FROM pair_overrides WHERE kind = 'force' AND "
+                    "(a IN (?, ?) OR b IN (?, ?))",
+                    (a.guid, b.guid, a.guid, b.guid),
+                )
             tx.execute(
                 "INSERT INTO pair_overrides (a, b, kind, decided_at) VALUES (?, ?, ?, ?)",
                 (a.guid, b.guid, kind, now.astimezone(UTC).isoformat()),

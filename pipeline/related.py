@@ -43,6 +43,7 @@ _HREF = re.compile(r'href="([^"]+)"')
 _STEMMERS = {"en": "english", "fr": "french"}
 _DAY = 86400.0
 _BLOCK = 4096
+_CHUNK = 1 << 20
 
 
 @cache
@@ -87,7 +88,9 @@ class RelatedIndex:
         self.published = matrix.published
         size = len(matrix.guids)
         width = int(matrix.ids.max()) + 1 if len(matrix.ids) else 1
-        document_frequency = np.bincount(matrix.ids, minlength=width)
+        document_frequency = np.zeros(width, dtype=np.int64)
+        for start in range(0, len(matrix.ids), _CHUNK):  # bincount copies to int64: by chunks
+            document_frequency += np.bincount(matrix.ids[start : start + _CHUNK], minlength=width)
         idf = (np.log((1 + size) / (1 + document_frequency)) + 1.0).astype(np.float32)
         # float32, in place, a block of rows at a time: 100,000 posts of ~150 distinct terms
         # each fit in a few hundred MB, with no transient copy of the whole archive

@@ -20,7 +20,7 @@ import mjml
 from babel.dates import format_date
 
 from pipeline.models import Edition, Story
-from pipeline.text import shorten
+from pipeline.text import one_line, shorten
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SUBJECT_LIMIT = 150
@@ -103,7 +103,9 @@ def render(edition: Edition, lang: str, name: str, sender: Sender) -> Rendered:
         key: value.format(name=name, company=sender.company, title="{title}")
         for key, value in words.items()
     }
-    subject = shorten(words["subject"].format(name=name, title=stories[0]["title"]), SUBJECT_LIMIT)
+    pattern = edition.subjects.get(lang) or words["subject"]
+    subject = pattern.replace("{name}", name).replace("{title}", stories[0]["title"])
+    subject = shorten(one_line(subject, SUBJECT_LIMIT * 2), SUBJECT_LIMIT)
     preheader = shorten(
         " · ".join(story["title"] for story in stories[1:]) or stories[0]["summary"],
         PREHEADER_LIMIT,
@@ -118,6 +120,7 @@ def render(edition: Edition, lang: str, name: str, sender: Sender) -> Rendered:
         "preheader": preheader,
         "edition_date": format_date(edition.created_at, format="long", locale=locale),
         "stories": stories,
+        "intro": edition.intros.get(lang, ""),
         "company": sender.company,
         "postal_address": sender.postal_address,
         "contact_url": sender.contact_url,

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline import message
+import structlog
+
+from pipeline import draft, message
 from pipeline.audience import Audience, LocalAudience, Signer
 from pipeline.compose import compose
 from pipeline.config import Settings
 from pipeline.curate import Curator
 from pipeline.deliver import HEADROOM, Progress, SendReport, send_language
-from pipeline.errors import ConfigError, ExitCode, UsageError
+from pipeline.errors import BuzzError, ConfigError, ExitCode, UsageError
 from pipeline.feeds import BackfillReport, FeedReport, backfill, gather, unavailable_languages
 from pipeline.fetch import FeedLimits, user_agent
 from pipeline.log import log, stage
@@ -29,12 +31,20 @@ from pipeline.render import Rendered, Sender, render, strings
 from pipeline.ses_audience import SesAudience
 from pipeline.store import Store, is_locked
 from pipeline.text import canonical_url
-from pipeline.transport import OutboxTransport, SesTransport, Transport, atomic_write, ses_client
+from pipeline.transport import (
+    OutboxTransport,
+    SesTransport,
+    Transport,
+    atomic_write,
+    redact,
+    ses_client,
+)
 
 SECRET_ENV = "BUZZ_UNSUBSCRIBE_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEMO_SECRET = "buzz-outbox-demo-only"  # noqa: S105 - only ever signs links in .eml files on disk
 SAMPLE_RECIPIENT = {"en": "reader@example.com", "fr": "lecteur@example.com"}
-UNFINISHED = (EditionState.DRAFT, EditionState.SENDING)
+UNFINISHED = (EditionState.DRAFT, EditionState.PROOFED, EditionState.SENDING)
+EDITABLE = (EditionState.DRAFT, EditionState.PROOFED)
 
 
 @dataclass(slots=True)
@@ -157,30 +167,43 @@ class Job:
         When every feed of a language failed, no edition is built: it would lack that
         language's stories and break its pairs. The run says so and exits 75.
         """
-        with stage("run_finished") as summary:
-            result = RunResult(feeds=self.fetch())
-            for edition_id in self.unfinished_sends():
-                _, edition = self.load(edition_id)
-                if dry_run:
-                    result.rehearsals[edition_id] = self.rehearse(edition, langs)
+        started = self.clock()
+        run_id = str(structlog.contextvars.get_contextvars().get("run_id", "unknown"))
+        try:
+            with stage("run_finished") as summary:
+                result = RunResult(feeds=self.fetch())
+                for edition_id in self.unfinished_sends():
+                    _, edition = self.load(edition_id)
+                    if dry_run:
+                        result.rehearsals[edition_id] = self.rehearse(edition, langs)
+                    else:
+                        result.resumed.append(self.send(edition, langs))
+                result.unavailable = unavailable_languages(result.feeds, langs)
+                if result.unavailable:
+                    log.warning("language_unavailable", languages=result.unavailable)
                 else:
-                    result.resumed.append(self.send(edition, langs))
-            result.unavailable = unavailable_languages(result.feeds, langs)
-            if result.unavailable:
-                log.warning("language_unavailable", languages=result.unavailable)
-            else:
-                result.built = self.build()
-            if result.built is None:
-                pass
-            elif dry_run:
-                result.rehearsals[result.built.edition.id] = self.rehearse(
-                    result.built.edition, langs
-                )
-            elif self.settings.edition.require_approval:
-                result.awaiting_approval = True
-            else:
-                result.sent = self.send(result.built.edition, langs, rendered=result.built.rendered)
-            summary.update(result.summary())
+                    result.built = self.build()
+                if result.built is None:
+                    pass
+                elif dry_run:
+                    result.rehearsals[result.built.edition.id] = self.rehearse(
+                        result.built.edition, langs
+                    )
+                elif self.settings.edition.require_approval:
+                    result.awaiting_approval = True
+                    reviewers = self.settings.edition.reviewers
+                    if reviewers:
+                        self.proof(result.built.edition, reviewers, langs)
+                else:
+                    result.sent = self.send(
+                        result.built.edition, langs, rendered=result.built.rendered
+                    )
+                summary.update(result.summary())
+        except BuzzError as exc:
+            error = {"error": redact(str(exc))}
+            self.store.record_run(run_id, started, type(exc).__name__, exc.exit_code, error)
+            raise
+        self.store.record_run(run_id, started, result.outcome, result.exit_code, result.summary())
         return result
 
     # Gather ----------------------------------------------------------------------------------
@@ -221,12 +244,17 @@ class Job:
         `write`, store it and write its folder. None when there is nothing new."""
         now = self.clock()
         langs = self.settings.languages
+        edition_id = self._draft_id() or self._new_edition_id(now)
+        adjustments = draft.read(self.edition_folder(edition_id))
+        index = PostIndex(self.store)
+        for first, second in adjustments.pairs:
+            index.decide(self.find_post(first), self.find_post(second), "force", now)
         unsent = {lang: self.store.unsent_posts(lang, now) for lang in langs}
-        curator = Curator(self.settings, PostIndex(self.store))
+        curator = Curator(self.settings, index)
         curator.prepare(unsent, now)
         with stage("compose_finished") as counts:
             edition = compose(
-                self._draft_id() or self._new_edition_id(now),
+                edition_id,
                 langs,
                 unsent,
                 curator.translations,
@@ -234,8 +262,10 @@ class Job:
                 now,
                 self.settings.edition,
             )
+            if edition is not None:
+                edition = draft.apply(edition, adjustments, self.edition_folder(edition_id))
             counts["stories"] = len(edition.stories) if edition else 0
-        if edition is None:
+        if edition is None or not edition.stories:
             return None
         if not write:
             return Built(edition, self.edition_folder(edition.id), self.render_all(edition))
@@ -243,7 +273,7 @@ class Job:
         return self._write(edition)
 
     def _draft_id(self) -> str | None:
-        return next((i for i, state in self.store.editions() if state is EditionState.DRAFT), None)
+        return next((i for i, state in self.store.editions() if state in EDITABLE), None)
 
     def _new_edition_id(self, now: datetime) -> str:
         day = now.astimezone(self.settings.tz).strftime("%Y-%m-%d")
@@ -279,6 +309,8 @@ class Job:
         files: dict[str, bytes] = {
             "edition.json": json.dumps(edition.to_json(), ensure_ascii=False, indent=2).encode()
         }
+        if not (folder / draft.FILE).exists():
+            files[draft.FILE] = draft.template(edition).encode()
         for lang, part in rendered.items():
             sample = Recipient(email=SAMPLE_RECIPIENT[lang], lang=lang)
             html_part, text_part = part.personalize(
@@ -444,6 +476,7 @@ class Job:
             for address in addresses:
                 recipient = Recipient(email=address, lang=lang)
                 ids.append(transport.send(recipient, compose_message(recipient)))
+        self.store.mark_proofed(edition.id)
         log.info("proof_sent", edition=edition.id, messages=len(ids))
         return ids
 

@@ -107,26 +107,33 @@ class SesAudience:
         return PLACEHOLDER
 
     def add(self, subscribers: list[Subscriber], now: datetime) -> int:
-        """Create contacts (or update them), opted in to their language's topic; an address
-        that unsubscribed is imported opted out, never re-subscribed."""
+        """Create contacts (or update them), opted in to their language's topic; a contact who
+        left a topic, or everything, stays out: an import never re-subscribes anyone."""
         existing = {c["EmailAddress"].lower(): c for c in self._contacts()}
         added = 0
         for sub in subscribers:
-            known = existing.get(sub.email.lower())
-            left = sub.unsubscribed_at is not None or bool(known and known.get("UnsubscribeAll"))
+            known = existing.get(sub.email.lower()) or {}
+            preferences = {
+                p["TopicName"]: p["SubscriptionStatus"] for p in known.get("TopicPreferences", [])
+            }
+            topic = self.topics[sub.lang]
+            left = sub.unsubscribed_at is not None or preferences.get(topic) == "OPT_OUT"
+            preferences[topic] = "OPT_OUT" if left else "OPT_IN"  # other topics: as they were
             attributes = {"language": sub.lang, "name": sub.name,
                           "consent_source": sub.consent_source, "consent_at": sub.consent_at,
                           **json.loads(sub.attributes)}  # fmt: skip
             arguments = {
                 "ContactListName": self.contact_list,
                 "EmailAddress": sub.email,
-                "TopicPreferences": [{"TopicName": self.topics[sub.lang],
-                                      "SubscriptionStatus": "OPT_OUT" if left else "OPT_IN"}],
-                "UnsubscribeAll": left,
+                "TopicPreferences": [
+                    {"TopicName": name, "SubscriptionStatus": status}
+                    for name, status in sorted(preferences.items())
+                ],
+                "UnsubscribeAll": bool(known.get("UnsubscribeAll")),
                 "AttributesData": json.dumps(attributes, ensure_ascii=False),
-            }  # fmt: skip
+            }
             self._call("update_contact" if known else "create_contact", **arguments)
-            added += known is None
+            added += not known
         return added
 
     def remove(self, email: str, now: datetime) -> bool:
@@ -155,6 +162,9 @@ class SesAudience:
                 email=contact["EmailAddress"], lang=member_lang,
                 consent_source=attributes.get("consent_source", ""),
                 consent_at=attributes.get("consent_at", ""), name=attributes.get("name", ""),
-                unsubscribed_at="(unsubscribed)" if contact.get("UnsubscribeAll") else None,
+                unsubscribed_at=None
+                if member_lang in self.topics
+                and self._opted_in(contact, self.topics[member_lang])
+                else "(unsubscribed)",
             ))  # fmt: skip
         return members

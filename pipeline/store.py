@@ -133,6 +133,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE posts ADD COLUMN pair_checked INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    CREATE TABLE deliveries_by_language (
+        edition_id TEXT NOT NULL REFERENCES editions (id),
+        email TEXT NOT NULL COLLATE NOCASE,
+        lang TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        message_id TEXT,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (edition_id, lang, email)
+    );
+    INSERT INTO deliveries_by_language SELECT * FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_by_language RENAME TO deliveries;
+    CREATE INDEX deliveries_by_state ON deliveries (edition_id, lang, state);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        exit_code INTEGER NOT NULL,
+        summary TEXT NOT NULL
+    );
+    """,
 )
 
 STARTED_STATES = (EditionState.SENDING, EditionState.SENT, EditionState.PARTIAL)
@@ -182,6 +208,8 @@ def edition_to_doc(edition: Edition) -> dict[str, Any]:
         "id": edition.id,
         "created_at": edition.created_at.isoformat(),
         "languages": list(edition.languages),
+        "subjects": edition.subjects,
+        "intros": edition.intros,
         "stories": [
             {
                 "posts": {lang: post_to_doc(post) for lang, post in story.posts.items()},
@@ -217,6 +245,8 @@ def edition_from_doc(doc: dict[str, Any]) -> Edition:
             )
             for story in doc["stories"]
         ),
+        subjects=doc.get("subjects", {}),
+        intros=doc.get("intros", {}),
     )
 
 
@@ -425,11 +455,11 @@ class Store:
         guids = {post.guid for story in edition.stories for post in story.posts.values()}
         with self.transaction() as tx:
             row = tx.execute("SELECT state FROM editions WHERE id = ?", (edition.id,)).fetchone()
-            if row and row["state"] != EditionState.DRAFT:
+            if row and row["state"] not in (EditionState.DRAFT, EditionState.PROOFED):
                 raise ValueError(f"edition {edition.id} is {row['state']}, not a draft")
             tx.execute(
                 """INSERT INTO editions (id, created_at, state, doc) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (id) DO UPDATE SET doc = excluded.doc""",
+                   ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, state = excluded.state""",
                 (
                     edition.id,
                     _iso(edition.created_at),
@@ -461,6 +491,46 @@ class Store:
         """Move an edition along its lifecycle."""
         with self.transaction() as tx:
             tx.execute("UPDATE editions SET state = ? WHERE id = ?", (state, edition_id))
+
+    def mark_proofed(self, edition_id: str) -> None:
+        """A draft whose proof went out is `proofed` (a rebuild makes it a draft again)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE editions SET state = ? WHERE id = ? AND state = ?",
+                (EditionState.PROOFED, edition_id, EditionState.DRAFT),
+            )
+
+    def retry_failed(self, edition_id: str, langs: Sequence[str]) -> int:
+        """Failed recipients of (edition, langs) back to pending; returns how many."""
+        marks = ",".join("?" * len(langs))
+        with self.transaction() as tx:
+            cursor = tx.execute(
+                f"UPDATE deliveries SET state = ? WHERE edition_id = ? AND state = ? "
+                f"AND lang IN ({marks})",
+                (DeliveryState.PENDING, edition_id, DeliveryState.FAILED, *langs),
+            )
+        return cursor.rowcount
+
+    def record_run(
+        self, run_id: str, started: datetime, outcome: str, exit_code: int, summary: dict[str, Any]
+    ) -> None:
+        """Remember how a run ended (`buzz status` shows the last ones)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO runs (id, started_at, finished_at, outcome, exit_code, "
+                "summary) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, _iso(started), _iso(datetime.now(UTC)), outcome, exit_code,
+                 json.dumps(summary, ensure_ascii=False, default=str)),
+            )  # fmt: skip
+
+    def runs(self, most: int = 10) -> list[dict[str, Any]]:
+        """The last runs, newest first."""
+        rows = self.db.execute(
+            "SELECT id, started_at, finished_at, outcome, exit_code FROM runs "
+            "ORDER BY finished_at DESC LIMIT ?",
+            (most,),
+        )
+        return [dict(row) for row in rows]
 
     # Subscribers ---------------------------------------------------------------------------
 
@@ -614,7 +684,7 @@ class Store:
     def mark(
         self,
         edition_id: str,
-        email: str,
+        recipient: Recipient,
         state: DeliveryState,
         *,
         message_id: str | None = None,
@@ -626,8 +696,17 @@ class Store:
             tx.execute(
                 "UPDATE deliveries SET state = ?, attempts = attempts + ?, "
                 "message_id = COALESCE(?, message_id), last_error = COALESCE(?, last_error), "
-                "updated_at = ? WHERE edition_id = ? AND email = ?",
-                (state, attempt, message_id, error, _iso(datetime.now(UTC)), edition_id, email),
+                "updated_at = ? WHERE edition_id = ? AND lang = ? AND email = ?",
+                (
+                    state,
+                    attempt,
+                    message_id,
+                    error,
+                    _iso(datetime.now(UTC)),
+                    edition_id,
+                    recipient.lang,
+                    recipient.email,
+                ),
             )
 
     def delivery_counts(self, edition_id: str) -> dict[str, dict[str, int]]:

@@ -73,3 +73,13 @@ def archive(store: Store, lang: str) -> list[Post]:
         "SELECT doc FROM posts WHERE lang = ? ORDER BY published DESC, guid", (lang,)
     )
     return [post_from_doc(json.loads(row["doc"])) for row in rows]
+
+
+def ses_environment(endpoint: str) -> dict[str, str]:
+    """The environment of a `buzz` process sending through a local SES endpoint."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL_SESV2": endpoint,
+        "BUZZ_UNSUBSCRIBE_SECRET": "test-secret",
+    }

@@ -9,9 +9,9 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from pipeline.models import DeliveryState, EditionState
+from pipeline.models import DeliveryState, EditionState, Recipient
 from tests.conftest import Buzz
-from tests.helpers import lock_held_by_another_process
+from tests.helpers import lock_held_by_another_process, ses_environment
 
 UNSUBSCRIBED = "mathieu.belanger@example.com"
 
@@ -106,7 +106,7 @@ def test_build_then_proof_then_send_then_status(buzz: Buzz, demo: Path) -> None:
     proofs = demo / "var" / "out" / "outbox" / edition_id / "proofs"
     assert len(list(proofs.rglob("*.eml"))) == 2
     status = json.loads(buzz("status", "--json").stdout)
-    assert status["editions"][0]["state"] == "draft"
+    assert status["editions"][0]["state"] == "proofed"
     assert status["editions"][0]["languages"] == {}
 
     refused = buzz("send")
@@ -189,7 +189,7 @@ def _interrupt_a_send(buzz: Buzz, demo: Path) -> str:
     job.store.set_edition_state(edition_id, EditionState.SENDING)
     recipients = list(job.audience().recipients("en"))
     job.store.freeze_audience(edition_id, "en", recipients)
-    job.store.mark(edition_id, recipients[0].email, DeliveryState.SENDING)
+    job.store.mark(edition_id, recipients[0], DeliveryState.SENDING)
     return edition_id
 
 
@@ -317,3 +317,108 @@ def test_explain_says_why_each_related_post_was_chosen(buzz: Buzz) -> None:
     assert "text similarity" in result.stdout
     assert "shared: " in result.stdout
     assert "[fr]" not in result.stdout
+
+
+def test_marketing_adjusts_a_draft_through_its_file(buzz: Buzz, demo: Path) -> None:
+    """draft.toml changes subject, intro, order and exclusions; they survive rebuilds; a bad
+    edit is one line naming the file and key, and changes nothing."""
+    assert buzz("fetch").returncode == 0
+    assert buzz("build").returncode == 0
+    [folder] = (demo / "var" / "out" / "editions").iterdir()
+    draft_file = folder / "draft.toml"
+    text = draft_file.read_text()
+    assert '"https://blog.example.com/?p=4401",  # Live Chat' in text
+    text = text.replace(
+        '[en]\nsubject = ""\nintro = ""',
+        '[en]\nsubject = "This week: {title}"\nintro = "A word from the editor."',
+    )
+    text = text.replace("exclude = []", 'exclude = ["https://blog.example.com/?p=4352"]')
+    text = text.replace("order = [\n", 'order = [\n  "https://blog.example.com/?p=4331",\n')
+    draft_file.write_text(text)
+    for _ in range(2):  # the adjustments survive a rebuild
+        built = buzz("build")
+        assert "3 stories (en 3, fr 3)" in built.stdout, built.stderr
+        edition = json.loads((folder / "edition.json").read_text())
+        assert edition["stories"][0]["en"]["guid"] == "https://blog.example.com/?p=4331"
+        assert "A word from the editor." in (folder / "en.html").read_text()
+        assert "A word from the editor." not in (folder / "fr.html").read_text()
+        message = email.message_from_bytes(
+            (folder / "en.eml").read_bytes(), policy=email.policy.default
+        )
+        assert (
+            message["Subject"]
+            == "This week: MFA Fatigue & Passkeys: Closing the Gaps Attackers Exploit"
+        )
+    draft_file.write_text(text.replace("[fr]", "[fr]\nsubjet = 1"))
+    broken = buzz("build")
+    assert broken.returncode == 2
+    assert broken.stderr.strip() == f"buzz: {draft_file.resolve()}: fr.subjet: unknown key"
+
+
+def test_approval_mode_proofs_to_reviewers_and_waits(buzz: Buzz, demo: Path) -> None:
+    """With require_approval, `buzz run` builds, proofs to the reviewers, and sends nothing;
+    the edition is `proofed` until marketing sends it."""
+    config = demo / "buzz.toml"
+    config.write_text(
+        config.read_text().replace(
+            "require_approval = false",
+            'require_approval = true\nreviewers = ["editor@example.com"]',
+        )
+    )
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    result = buzz("run")
+    assert result.returncode == 0, result.stderr
+    assert "Approval required" in result.stdout
+    status = json.loads(buzz("status", "--json").stdout)
+    [edition] = status["editions"]
+    assert edition["state"] == "proofed"
+    assert edition["languages"] == {}
+    outbox = demo / "var" / "out" / "outbox" / edition["id"]
+    assert sorted(p.parent.name for p in outbox.rglob("*.eml")) == ["en", "fr"]
+    assert all("proofs" in str(p) for p in outbox.rglob("*.eml"))
+    assert status["runs"][0]["outcome"] == "awaiting_approval"
+    sent = buzz("send", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(buzz("status", "--json").stdout)["editions"][0]["state"] == "sent"
+
+
+def test_failed_recipients_can_be_retried_once_the_cause_is_fixed(buzz: Buzz, demo: Path) -> None:
+    """--retry-failed sends again to the recipients that failed, and only to them."""
+    from pipeline.config import load
+    from pipeline.store import Store
+
+    assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
+    assert buzz("run").returncode == 0
+    settings = load(demo / "buzz.toml")
+    store = Store(settings.state_path)
+    [(edition_id, _)] = store.editions()
+    raj = Recipient("raj.patel@example.org", "en")
+    store.mark(edition_id, raj, DeliveryState.FAILED, error="MessageRejected")
+    store.set_edition_state(edition_id, EditionState.PARTIAL)
+    outbox = demo / "var" / "out" / "outbox" / edition_id / "en"
+    before = {p.name: p.stat().st_mtime_ns for p in outbox.iterdir()}
+    retried = buzz("send", edition_id, "--retry-failed", "--yes")
+    assert retried.returncode == 0, retried.stderr
+    assert "1 failed recipient(s) will be tried again" in retried.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in outbox.iterdir()}
+    assert sum(before[name] != after[name] for name in before) == 1
+    assert json.loads(buzz("status", "--json").stdout)["editions"][0]["state"] == "sent"
+
+
+def test_a_refused_account_exits_1_and_marks_nothing_sent(buzz: Buzz, demo: Path) -> None:
+    """SES says sending is paused: exit 1, one line, every recipient still pending."""
+    from tests.ses_standin import SesStandIn
+
+    config = demo / "buzz.toml"
+    config.write_text(config.read_text().replace('transport = "outbox"', 'transport = "ses"'))
+    with SesStandIn(max_send_rate=50) as ses:
+        ses.pause()
+        env = ses_environment(ses.url)
+        assert buzz("subscribers", "import", "demo/subscribers.csv", env=env).returncode == 0
+        result = buzz("run", env=env)
+    assert result.returncode == 1
+    assert "SES refused the account: SendingPausedException" in result.stderr
+    status = json.loads(buzz("status", "--json", env=env).stdout)
+    en = status["editions"][0]["languages"]["en"]
+    assert (en["sent"], en["pending"]) == (0, 5)
+    assert status["runs"][0]["exit_code"] == 1

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import Buzz
+from tests.helpers import ses_environment
 from tests.ses_standin import SesStandIn
 
 SUBSCRIBERS = 300
@@ -27,12 +28,7 @@ def test_killed_send_resumes_and_nobody_gets_two(buzz: Buzz, demo: Path) -> None
     ]
     (demo / "many.csv").write_text("\n".join(lines) + "\n")
     with SesStandIn(max_send_rate=60, latency_s=0.02) as ses:
-        env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ENDPOINT_URL_SESV2": ses.url,
-            "BUZZ_UNSUBSCRIBE_SECRET": "test-secret",
-        }
+        env = ses_environment(ses.url)
         assert buzz("subscribers", "import", "many.csv", env=env).returncode == 0
         assert buzz("fetch", env=env).returncode == 0
         assert buzz("build", env=env).returncode == 0

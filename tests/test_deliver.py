@@ -67,8 +67,8 @@ def test_outbox_send_reaches_everyone_once(store: Store, tmp_path: Path) -> None
 def test_resume_after_a_crash_sends_only_what_was_never_sent(store: Store, tmp_path: Path) -> None:
     """A row left `sending` is in doubt and not resent; pending rows are sent."""
     store.freeze_audience("e1", "en", _audience(store).recipients("en"))
-    store.mark("e1", "r0@example.com", DeliveryState.SENT, message_id="m0")
-    store.mark("e1", "r1@example.com", DeliveryState.SENDING)  # the process died here
+    store.mark("e1", Recipient("r0@example.com", "en"), DeliveryState.SENT, message_id="m0")
+    store.mark("e1", Recipient("r1@example.com", "en"), DeliveryState.SENDING)  # died here
     outbox = OutboxTransport(tmp_path / "outbox")
     report = send_language(store, "e1", "en", _audience(store), outbox, _message)
     assert report.attempted == 3
@@ -247,10 +247,13 @@ def test_the_account_rate_is_used_and_never_exceeded(store: Store, ses: SesStand
 
 
 def test_a_lower_configured_cap_wins(store: Store, ses: SesStandIn) -> None:
-    """delivery.max_send_rate below the account's rate is the pace."""
+    """delivery.max_send_rate below the account's rate (50/s) is the pace."""
+    _crowd(store, 25)
+    started = time.monotonic()
     _send(store, max_rate=10)
     assert ses.max_rate_seen() <= 10
-    assert len(ses.messages) == 5
+    assert time.monotonic() - started >= 30 / 10 - 0.6
+    assert len(ses.messages) == 30
 
 
 def test_throttling_and_server_errors_are_retried_without_duplicates(

@@ -82,3 +82,29 @@ def test_a_name_with_line_breaks_cannot_add_headers() -> None:
     msg = _message("Eve\r\nBcc: victim@example.com")
     assert msg["Bcc"] is None
     assert len(msg.get_all("To", [])) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 74 + " \n" + "y" * 200,
+        "line ending with equals=\nnext",
+        "=" * 80,
+        "crlf\r\ninside\rcontent",
+        "é" * 50 + " trailing   \n",
+    ],
+)
+def test_hostile_text_encodes_to_valid_quoted_printable(text: str) -> None:
+    """Lines of at most 76 characters, no bare CR, and the decoded text is the text."""
+    rendered = _rendered()
+    hostile = Rendered(rendered.lang, rendered.subject, rendered.preheader, rendered.html,
+                       text + rendered.text, rendered.placeholders)  # fmt: skip
+    template = MessageTemplate(hostile, "IT Buzz <buzz@news.example.com>", OPTIONS)
+    raw = template.for_recipient(Recipient("a@example.com", "fr"), UNSUBSCRIBE, NOW)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+    assert b"\r" not in body.replace(b"\r\n", b"")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    decoded = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    expected = text.replace("\r\n", "\n").replace("\r", "\n")
+    assert decoded.replace("\r\n", "\n").startswith(expected)

@@ -153,3 +153,18 @@ def test_archives_are_paired_within_time_windows() -> None:
     assert {(p.first.guid, p.second.guid) for p in windowed} == {
         (p.first.guid, p.second.guid) for p in whole
     }
+
+
+def test_archive_pairing_obeys_marketing_over_hreflang_and_time() -> None:
+    """In `pair_archive` too: a broken pair stays broken even when a page names it; a forced
+    pair is made even 30 days apart."""
+    a = make_post("a", "en", "Alpha", published=NOW)
+    b = make_post("b", "fr", "Alpha", published=NOW + timedelta(hours=1))
+    far = make_post("z", "fr", "Zêta", published=NOW + timedelta(days=30))
+    alternates = {a.url: {"fr": b.url}}
+    broken = Overrides(broken=frozenset({(a.guid, b.guid)}))
+    assert pair_archive([a], [b], alternates, broken) == []
+    forced = Overrides(forced=frozenset({(a.guid, far.guid)}))
+    assert [(p.first, p.second) for p in pair_archive([a], [b, far], alternates, forced)] == [
+        (a, far)
+    ]

@@ -3,6 +3,8 @@ and a run whose messages name their list and topic."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import urllib.request
 from pathlib import Path
@@ -77,6 +79,12 @@ def test_a_run_sends_to_opted_in_contacts_only(
     recipients = sorted(m["destinations"][0] for m in sent)
     assert len(recipients) == 9
     assert UNSUBSCRIBED not in recipients
+    french = {"genevieve.tremblay@example.com", "jean-francois.cote@example.net",
+              "marie-eve.lapointe@example.org", "chloe.gagne@example.net"}  # fmt: skip
+    for message in sent:
+        parsed = email.message_from_string(message["raw_data"], policy=email.policy.default)
+        is_french = message["destinations"][0] in french
+        assert parsed["Subject"].startswith("Le buzz IT" if is_french else "IT Buzz")
     raw = sent[0]["raw_data"]
     assert "{{amazonSESUnsubscribeUrl}}" in raw
     assert "List-Unsubscribe:" not in raw

@@ -89,7 +89,7 @@ def test_rows_left_sending_become_in_doubt(store: Store) -> None:
     """After a crash, a row marked sending is reported in doubt."""
     store.save_draft(Edition("e1", NOW, ("en",), ()))
     store.freeze_audience("e1", "en", [Recipient("a@example.com", "en")])
-    store.mark("e1", "a@example.com", DeliveryState.SENDING)
+    store.mark("e1", Recipient("a@example.com", "en"), DeliveryState.SENDING)
     assert store.mark_interrupted("e1", "en") == 1
     counts = store.delivery_counts("e1")["en"]
     assert counts["in_doubt"] == 1

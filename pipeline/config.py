@@ -132,6 +132,7 @@ class EditionSection(_Section):
     require_approval: bool = False
     reviewers: list[Annotated[str, AfterValidator(_address)]] = []
     related_from_same_edition: bool = False
+    utm: bool = True
 
 
 class SenderSection(_Section):

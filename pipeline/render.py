@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import secrets
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,7 @@ import mjml
 from babel.dates import format_date
 
 from pipeline.models import Edition, Story
-from pipeline.text import one_line, shorten
+from pipeline.text import french_spacing, one_line, shorten, with_utm
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SUBJECT_LIMIT = 150
@@ -80,25 +81,36 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _story_view(story: Story, lang: str, locale: str) -> dict[str, Any]:
+def _story_view(
+    story: Story, lang: str, locale: str, links: Callable[[str, str], str]
+) -> dict[str, Any]:
     post = story.posts[lang]
+    typography = french_spacing if lang == "fr" else str
     return {
-        "title": post.title,
-        "url": post.url,
+        "title": typography(post.title),
+        "url": links(post.url, ""),
         "image": post.image,
-        "summary": post.summary,
+        "summary": typography(post.summary),
         "date": format_date(post.published, format="long", locale=locale),
         "related": [
-            {"title": r.post.title, "url": r.post.url} for r in story.related.get(lang, ())
+            {"title": typography(r.post.title), "url": links(r.post.url, f"-related-{n}")}
+            for n, r in enumerate(story.related.get(lang, ()), start=1)
         ],
     }
 
 
-def render(edition: Edition, lang: str, name: str, sender: Sender) -> Rendered:
-    """Render `lang` of `edition` (which must have a story in that language)."""
+def render(
+    edition: Edition, lang: str, name: str, sender: Sender, utm_source: str | None = None
+) -> Rendered:
+    """Render `lang` of `edition` (which must have a story in that language). With
+    `utm_source`, links to the blog carry UTM parameters (campaign: the edition; content: the
+    link's place)."""
     words = strings(lang)
     locale = words["locale"]
-    stories = [_story_view(story, lang, locale) for story in edition.stories_in(lang)]
+    stories = [
+        _story_view(story, lang, locale, _links(utm_source, edition.id, position))
+        for position, story in enumerate(edition.stories_in(lang), start=1)
+    ]
     filled = {
         key: value.format(name=name, company=sender.company, title="{title}")
         for key, value in words.items()
@@ -130,6 +142,12 @@ def render(edition: Edition, lang: str, name: str, sender: Sender) -> Rendered:
     html_part = mjml.mjml2html(source, disable_comments=True, fonts={})
     text_part = _environment().get_template("newsletter.txt.j2").render(context)
     return Rendered(lang, subject, preheader, html_part, text_part, placeholders)
+
+
+def _links(source: str | None, campaign: str, position: int) -> Callable[[str, str], str]:
+    if source is None:
+        return lambda url, _: url
+    return lambda url, place: with_utm(url, source, campaign, f"story-{position}{place}")
 
 
 def render_preview(edition_id: str, rendered: dict[str, Rendered]) -> str:

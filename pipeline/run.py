@@ -289,7 +289,13 @@ class Job:
         """Each configured language of `edition` that has stories, rendered."""
         with stage("render_finished", edition=edition.id) as counts:
             rendered = {
-                lang: render(edition, lang, self.settings.language_settings[lang].name, self.sender)
+                lang: render(
+                    edition,
+                    lang,
+                    self.settings.language_settings[lang].name,
+                    self.sender,
+                    self.settings.topics.get(lang) if self.settings.edition.utm else None,
+                )
                 for lang in edition.languages
                 if edition.stories_in(lang)
             }

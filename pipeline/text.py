@@ -149,3 +149,26 @@ def public_url(url: str) -> str:
 def redact_addresses(text: str, mask: Callable[[str], str]) -> str:
     """`text` with every email address replaced by `mask(address)`."""
     return _ADDRESS_LIKE.sub(lambda match: mask(match.group(0)), text)
+
+
+_FRENCH_BEFORE = re.compile(r"(?<=[\w»)\]’\"$%€])[ \u00a0\u202f]?([:;!?]+)(?=\s|$)")
+_FRENCH_QUOTES = (re.compile(r"«[ \u00a0\u202f]?"), re.compile(r"[ \u00a0\u202f]?»"))
+
+
+def french_spacing(text: str) -> str:
+    """French typography: a no-break space before : ; ! ? and inside « » (added where a feed
+    left a plain space or none; times like 10:00 and URLs untouched)."""
+    text = _FRENCH_BEFORE.sub(lambda m: "\u00a0" + m.group(1), text)
+    opening, closing = _FRENCH_QUOTES
+    return closing.sub("\u00a0»", opening.sub("«\u00a0", text))
+
+
+def with_utm(url: str, source: str, campaign: str, content: str) -> str:
+    """`url` with UTM parameters for an email link, never overwriting those already present."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {key for key, _ in query}
+    wanted = [("utm_source", source), ("utm_medium", "email"), ("utm_campaign", campaign),
+              ("utm_content", content)]  # fmt: skip
+    query += [(key, value) for key, value in wanted if key not in present]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))

@@ -71,9 +71,9 @@ def test_one_click_unsubscribe_and_list_id_headers() -> None:
 
 
 def test_subject_and_names_survive_encoding() -> None:
-    """Accents and non-breaking spaces decode back exactly."""
+    """Accents and (French typography's) no-break spaces decode back exactly."""
     msg = _message()
-    assert msg["Subject"] == "Le buzz IT\u00a0: Café & sécurité : quoi de neuf ?"
+    assert msg["Subject"] == "Le buzz IT\u00a0: Café & sécurité\u00a0: quoi de neuf\u00a0?"
     assert msg["To"] == "Jean-François Côté <jf@example.com>"
 
 

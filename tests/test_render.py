@@ -98,3 +98,51 @@ def test_preview_page_escapes_feed_text() -> None:
     assert "<img src=x" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert 'src="en.html"' in page
+
+
+def test_blog_links_carry_utm_parameters_without_overwriting() -> None:
+    """utm_source/medium/campaign/content on every blog link; a parameter already there stays."""
+    edition = _edition()
+    rendered = render(edition, "en", "IT Buzz", SENDER, utm_source="it-buzz-en")
+    assert (
+        "https://blog.example.com/en/en1/?utm_source=it-buzz-en&amp;utm_medium=email"
+        "&amp;utm_campaign=2026-11-26&amp;utm_content=story-1"
+    ) in rendered.html
+    assert "utm_content=story-1-related-1" in rendered.text
+    assert "utm_" not in render(edition, "en", "IT Buzz", SENDER).text
+    from pipeline.text import with_utm
+
+    kept = with_utm("https://b.example/p/?utm_source=rss&x=1", "it-buzz-en", "e", "story-2")
+    assert kept == (
+        "https://b.example/p/?utm_source=rss&x=1&utm_medium=email&utm_campaign=e"
+        "&utm_content=story-2"
+    )
+
+
+def test_french_feed_text_gets_french_spacing() -> None:
+    """A French title from a feed gets no-break spaces before : and ? (times untouched)."""
+    rendered = render(
+        _edition(title_fr="Sécurité: quoi de neuf à 10:00?"), "fr", "Le buzz IT", SENDER
+    )
+    assert "Sécurité\u00a0: quoi de neuf à 10:00\u00a0?" in rendered.text
+    english = render(_edition(title_en="Security: what's new?"), "en", "IT Buzz", SENDER)
+    assert "Security: what's new?" in english.text
+
+
+def test_a_ten_story_edition_stays_far_from_gmail_clipping() -> None:
+    """10 stories with long titles, images, 3 related each and UTM links: HTML under 90 KB."""
+    stories = []
+    for n in range(10):
+        post = make_post(
+            f"p{n}",
+            "en",
+            f"A long story title about cloud costs and ransomware {n}" * 2,
+            summary="A summary sentence of reasonable length. " * 8,
+            image=f"https://blog.example.com/wp-content/uploads/2026/11/image-{n}.jpg",
+        )
+        related = tuple(Related(make_post(f"r{n}{k}", "en", f"An older related post {k}" * 3), 0.3)
+                        for k in range(3))  # fmt: skip
+        stories.append(Story({"en": post}, {"en": related}))
+    edition = Edition("2026-11-26", NOW, ("en",), tuple(stories))
+    rendered = render(edition, "en", "IT Buzz", SENDER, utm_source="it-buzz-en")
+    assert len(rendered.html.encode()) < 90_000

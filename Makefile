@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= buzz.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck preview status send-test bench clean
+.PHONY: help run test system-deps lint typecheck preview status send-test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,16 @@ run: $(STAMP) ## Run the whole pipeline once on the bundled demo (offline, outbo
 	$(BIN)/buzz subscribers import demo/subscribers.csv --config $(CONFIG)
 	$(BIN)/buzz run --config $(CONFIG)
 
-test: $(STAMP) ## Run the whole test suite
+SYSTEM_DEPS := spamassassin chromium
+
+system-deps: ## Install the Debian packages the quality tests use (SpamAssassin, Chromium)
+	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing:$$missing — install them (sudo apt-get install$$missing)"; fi; \
+	fi
+
+test: $(STAMP) system-deps ## Run the whole test suite
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff: lint and format check

@@ -1,0 +1,101 @@
+"""Quality gates on the demo's rendered newsletters, with real tools: SpamAssassin scores each
+language's sample message, headless Chromium lays each language out at phone and desktop
+widths. Both come from Debian packages (`make test` / `.ci/run` install them)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-file-access-from-files", "--window-size=800,900", "--virtual-time-budget=3000",
+]  # fmt: skip
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: `make system-deps` (Debian) installs it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's edition folder, built once for this module."""
+    import os
+    import shutil as sh
+    import sys
+
+    from tests.helpers import ROOT
+
+    folder = tmp_path_factory.mktemp("quality")
+    sh.copy(ROOT / "buzz.toml", folder / "buzz.toml")
+    sh.copytree(ROOT / "demo", folder / "demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUZZ_")}
+    for command in (["fetch"], ["build"]):
+        subprocess.run([sys.executable, "-m", "pipeline", *command], cwd=folder, env=env,
+                       check=True, capture_output=True)  # fmt: skip
+    [built] = (folder / "var" / "out" / "editions").iterdir()
+    return built
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_spamassassin_scores_each_sample_message_at_most_1(edition: Path, lang: str) -> None:
+    """`spamassassin -t -L` (local tests only) on the sample message: score ≤ 1.0."""
+    report = subprocess.run(
+        [_tool("spamassassin"), "-t", "-L"],
+        input=(edition / f"{lang}.eml").read_bytes(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    ).stdout.decode(errors="replace")
+    score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report).group(1))  # type: ignore[union-attr]
+    assert score <= 1.0, report[-2000:]
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("width", [375, 600])
+def test_chromium_lays_out_each_language_without_horizontal_overflow(
+    edition: Path, lang: str, width: int
+) -> None:
+    """In a frame as wide as a phone (375 px) or the email (600 px), nothing is wider."""
+    probe = edition / f"probe-{lang}-{width}.html"
+    probe.write_text(
+        '<!doctype html><html><head><title>probe</title></head><body style="margin:0">'
+        f'<iframe id="f" src="{lang}.html" style="width:{width}px;height:900px;border:0"></iframe>'
+        '<script>onload=function(){var d=document.getElementById("f").contentDocument;'
+        'document.title="W"+d.documentElement.scrollWidth+"x"+d.documentElement.clientWidth+'
+        '"L"+d.documentElement.lang;};</script></body></html>'
+    )
+    dom = subprocess.run(
+        [_tool("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={edition / ('chromium-' + lang)}",
+         "--dump-dom", probe.as_uri()],
+        capture_output=True, timeout=120, check=False, text=True,
+    ).stdout  # fmt: skip
+    found = re.search(r"<title>W(\d+)x(\d+)L([\w-]+)</title>", dom)
+    assert found, dom[:500]
+    scroll, client, page_lang = int(found[1]), int(found[2]), found[3]
+    assert scroll <= client, f"{lang} at {width}px: content {scroll}px in {client}px"
+    assert page_lang == f"{lang}-CA"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_images_have_alt_and_links_have_text(edition: Path, lang: str) -> None:
+    """Accessibility basics: every <img> has a non-empty alt; every link has words."""
+    page = (edition / f"{lang}.html").read_text()
+    images = re.findall(r"<img\b[^>]*>", page)
+    assert images
+    assert all(re.search(r'alt="[^"]+"', image) for image in images)
+    links = re.findall(r"<a\b[^>]*>(.*?)</a>", page, flags=re.S)
+    texts = [  # a link's name: its words, else the alt text of its image
+        re.sub(r"<[^>]+>", "", link).strip() or " ".join(re.findall(r'alt="([^"]+)"', link))
+        for link in links
+    ]
+    assert all(texts), "a link without text"
+    assert not any(text.lower() in ("click here", "cliquez ici", "here", "ici") for text in texts)

@@ -21,14 +21,15 @@ run: $(STAMP) ## Run the whole pipeline once on the bundled demo (offline, outbo
 	$(BIN)/buzz subscribers import demo/subscribers.csv --config $(CONFIG)
 	$(BIN)/buzz run --config $(CONFIG)
 
-SYSTEM_DEPS := spamassassin chromium
+SYSTEM_DEPS := spamassassin chromium npm
 
-system-deps: ## Install the Debian packages the quality tests use (SpamAssassin, Chromium)
+system-deps: ## Install what the quality tests use: SpamAssassin, Chromium, Node's mjml
 	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing:$$missing — install them (sudo apt-get install$$missing)"; fi; \
 	fi
+	@test -d bench/node/node_modules/mjml || (cd bench/node && npm install --silent --no-audit --no-fund >/dev/null)
 
 test: $(STAMP) system-deps ## Run the whole test suite
 	$(BIN)/pytest
@@ -55,8 +56,12 @@ bench/.r2e-venv/bin/r2e:
 	$(PYTHON) -m venv bench/.r2e-venv
 	bench/.r2e-venv/bin/pip install --quiet rss2email==3.14
 
-bench: $(STAMP) bench/.r2e-venv/bin/r2e ## Run the benchmarks (figures in bench/README.md)
+bench: $(STAMP) system-deps bench/.r2e-venv/bin/r2e ## Run the benchmarks (figures in bench/README.md)
 	$(BIN)/python bench/bench_feeds.py
+	$(BIN)/python bench/bench_render.py
+	$(BIN)/python bench/evaluate.py
+	$(BIN)/python bench/bench_related.py
+	$(BIN)/python bench/bench_send.py
 
 clean: ## Remove the demo's state and output (var/) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -101,9 +101,12 @@ class MessageTemplate:
             if self.mailto:
                 targets += f", <mailto:{self.mailto}?subject=unsubscribe>"
             personal += f"List-Unsubscribe: {targets}\r\n"
+        return personal.encode() + self.headers + b"\r\n" + self.body_for(unsubscribe_url)
+
+    def body_for(self, unsubscribe_url: str) -> bytes:
+        """The encoded body (both parts) with the recipient's unsubscribe link filled in."""
         body = self.body.replace(_HOLE_TEXT, _qp_value(unsubscribe_url))
-        body = body.replace(_HOLE_HTML, _qp_value(html.escape(unsubscribe_url, quote=True)))
-        return personal.encode() + self.headers + b"\r\n" + body
+        return body.replace(_HOLE_HTML, _qp_value(html.escape(unsubscribe_url, quote=True)))
 
 
 def _qp(data: bytes) -> bytes:

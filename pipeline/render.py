@@ -47,6 +47,7 @@ class Rendered:
     html: str
     text: str
     placeholders: dict[str, str]
+    mjml_source: str = ""  # what mjml-python compiled (kept for validation and benchmarks)
 
     def personalize(self, values: dict[str, str]) -> tuple[str, str]:
         """The HTML and text parts for one recipient: each placeholder replaced by its value
@@ -141,7 +142,7 @@ def render(
     source = _environment().get_template("newsletter.mjml.j2").render(context)
     html_part = mjml.mjml2html(source, disable_comments=True, fonts={})
     text_part = _environment().get_template("newsletter.txt.j2").render(context)
-    return Rendered(lang, subject, preheader, html_part, text_part, placeholders)
+    return Rendered(lang, subject, preheader, html_part, text_part, placeholders, source)
 
 
 def _links(source: str | None, campaign: str, position: int) -> Callable[[str, str], str]:

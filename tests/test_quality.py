@@ -99,3 +99,26 @@ def test_images_have_alt_and_links_have_text(edition: Path, lang: str) -> None:
     ]
     assert all(texts), "a link without text"
     assert not any(text.lower() in ("click here", "cliquez ici", "here", "ici") for text in texts)
+
+
+def test_templates_use_only_tags_and_attributes_mjml_knows(tmp_path: Path) -> None:
+    """The official MJML validator (Node's `mjml`, bench/node) finds nothing to say about
+    either language's MJML (mjml-python itself validates nothing)."""
+    import json
+
+    from pipeline.render import render
+    from tests.helpers import ROOT
+    from tests.test_render import SENDER, _edition
+
+    node_dir = ROOT / "bench" / "node"
+    if not (node_dir / "node_modules" / "mjml").exists():
+        pytest.fail("Node's mjml is not installed: `make system-deps` installs it")
+    files = []
+    for lang, name in (("en", "IT Buzz"), ("fr", "Le buzz IT")):
+        source = tmp_path / f"{lang}.mjml"
+        source.write_text(render(_edition(), lang, name, SENDER, "it-buzz").mjml_source)
+        files.append(str(source))
+    out = subprocess.run([_tool("node"), str(node_dir / "compile.js"), "1", *files],
+                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    results = json.loads(out.stdout)
+    assert {file: result["errors"] for file, result in results.items()} == {f: [] for f in files}

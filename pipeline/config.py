@@ -101,6 +101,7 @@ class LanguageSection(_Section):
     name: OneLine
     feeds: Annotated[list[str], Field(min_length=1)]
     from_: Annotated[str, Field(alias="from")]
+    subject: Annotated[str, AfterValidator(_one_line)] = ""  # a pattern: {name}, {title}
 
     @field_validator("from_")
     @classmethod
@@ -139,6 +140,13 @@ class SenderSection(_Section):
     company: OneLine
     postal_address: OneLine
     contact_url: str
+    logo_url: str = ""
+    preferences_url: str = ""
+
+    @field_validator("logo_url", "preferences_url")
+    @classmethod
+    def _optional_web(cls, value: str) -> str:
+        return _http_url(value) if value else value
 
     @field_validator("contact_url")
     @classmethod

@@ -35,6 +35,8 @@ class Sender:
     company: str
     postal_address: str
     contact_url: str
+    logo_url: str = ""
+    preferences_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +103,17 @@ def _story_view(
 
 
 def render(
-    edition: Edition, lang: str, name: str, sender: Sender, utm_source: str | None = None
+    edition: Edition,
+    lang: str,
+    name: str,
+    sender: Sender,
+    utm_source: str | None = None,
+    subject_pattern: str = "",
 ) -> Rendered:
     """Render `lang` of `edition` (which must have a story in that language). With
     `utm_source`, links to the blog carry UTM parameters (campaign: the edition; content: the
-    link's place)."""
+    link's place). The subject: the draft's pattern, else `subject_pattern`, else the
+    catalog's ({name} and {title} filled in)."""
     words = strings(lang)
     locale = words["locale"]
     stories = [
@@ -116,7 +124,7 @@ def render(
         key: value.format(name=name, company=sender.company, title="{title}")
         for key, value in words.items()
     }
-    pattern = edition.subjects.get(lang) or words["subject"]
+    pattern = edition.subjects.get(lang) or subject_pattern or words["subject"]
     subject = pattern.replace("{name}", name).replace("{title}", stories[0]["title"])
     subject = shorten(one_line(subject, SUBJECT_LIMIT * 2), SUBJECT_LIMIT)
     preheader = shorten(
@@ -137,6 +145,8 @@ def render(
         "company": sender.company,
         "postal_address": sender.postal_address,
         "contact_url": sender.contact_url,
+        "logo_url": sender.logo_url,
+        "preferences_url": sender.preferences_url,
         **placeholders,
     }
     source = _environment().get_template("newsletter.mjml.j2").render(context)

@@ -158,6 +158,8 @@ class Job:
             company=settings.sender.company,
             postal_address=settings.sender.postal_address,
             contact_url=settings.sender.contact_url,
+            logo_url=settings.sender.logo_url,
+            preferences_url=settings.sender.preferences_url,
         )
 
     def run(self, langs: Sequence[str], *, dry_run: bool = False) -> RunResult:
@@ -295,6 +297,7 @@ class Job:
                     self.settings.language_settings[lang].name,
                     self.sender,
                     self.settings.topics.get(lang) if self.settings.edition.utm else None,
+                    self.settings.language_settings[lang].subject,
                 )
                 for lang in edition.languages
                 if edition.stories_in(lang)

@@ -146,3 +146,16 @@ def test_a_ten_story_edition_stays_far_from_gmail_clipping() -> None:
     edition = Edition("2026-11-26", NOW, ("en",), tuple(stories))
     rendered = render(edition, "en", "IT Buzz", SENDER, utm_source="it-buzz-en")
     assert len(rendered.html.encode()) < 90_000
+
+
+def test_logo_preferences_link_and_configured_subject() -> None:
+    """A configured logo (with alt text), preferences link and subject pattern appear."""
+    sender = Sender("Example Inc.", "123 Example St", "https://example.com/contact",
+                    logo_url="https://blog.example.com/logo.png",
+                    preferences_url="https://example.com/prefs")  # fmt: skip
+    rendered = render(_edition(), "fr", "Le buzz IT", sender, subject_pattern="{title} — {name}")
+    assert '<img alt="Example Inc."' in rendered.html
+    assert 'src="https://blog.example.com/logo.png"' in rendered.html
+    assert "Gérer mes préférences" in rendered.html
+    assert "Gérer mes préférences: https://example.com/prefs" in rendered.text
+    assert rendered.subject == "Les rançongiciels et vous — Le buzz IT"

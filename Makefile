@@ -43,7 +43,7 @@ typecheck: $(STAMP) ## mypy, strict on pipeline/
 
 preview: $(STAMP) ## Build the next edition (if any) and list its preview files
 	$(BIN)/buzz build --config $(CONFIG)
-	$(BIN)/buzz preview --config $(CONFIG)
+	$(BIN)/buzz preview --screenshots --config $(CONFIG)
 
 status: $(STAMP) ## Editions, deliveries and feed health
 	$(BIN)/buzz status --config $(CONFIG)

@@ -24,6 +24,7 @@ from pipeline.models import Edition, EditionState
 from pipeline.postindex import PostIndex
 from pipeline.render import render_preview
 from pipeline.run import Job, Rehearsal, SendOutcome
+from pipeline.screenshots import save as save_screenshots
 from pipeline.store import Store, locked
 from pipeline.text import public_url
 
@@ -240,17 +241,25 @@ def _print_built(edition: Edition, folder: Path) -> None:
 @click.argument("edition_id", required=False, metavar="[EDITION]")
 @click.option("--serve", is_flag=True, help="Serve the preview on http://127.0.0.1:PORT/.")
 @click.option("--port", default=8025, show_default=True, help="Port for --serve.")
-def preview(options: Options, edition_id: str | None, serve: bool, port: int) -> int:
+@click.option(
+    "--screenshots", is_flag=True, help="Save <lang>-375.png and <lang>-600.png (Chromium)."
+)
+def preview(
+    options: Options, edition_id: str | None, serve: bool, port: int, screenshots: bool
+) -> int:
     """Show where the rendered edition is, and optionally serve it to a browser."""
     job = options.job()
     _, edition = job.load(edition_id) if edition_id else _newest(job)
     folder = job.edition_folder(edition.id)
     if not folder.is_dir():
         raise UsageError(f"edition {edition.id} has no folder at {folder}; run 'buzz build'")
-    page = render_preview(edition.id, job.render_all(edition))
-    (folder / "preview.html").write_text(page, encoding="utf-8")
+    rendered = job.render_all(edition)
+    (folder / "preview.html").write_text(render_preview(edition.id, rendered), encoding="utf-8")
+    if screenshots:
+        pictures = save_screenshots(folder, tuple(rendered))
+        click.echo(f"{len(pictures)} screenshot(s) saved.")
     click.echo(f"Edition {edition.id} ({_path(folder)}):")
-    for file in sorted(folder.iterdir()):
+    for file in sorted(f for f in folder.iterdir() if not f.name.startswith(".")):
         click.echo(f"  {_path(file)}")
     if serve:
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))

@@ -102,6 +102,7 @@ class LanguageSection(_Section):
     feeds: Annotated[list[str], Field(min_length=1)]
     from_: Annotated[str, Field(alias="from")]
     subject: Annotated[str, AfterValidator(_one_line)] = ""  # a pattern: {name}, {title}
+    preheader: Annotated[str, AfterValidator(_one_line)] = ""  # a pattern: {titles}, {summary}
 
     @field_validator("from_")
     @classmethod

@@ -8,6 +8,7 @@ forge one, and filled in by `Rendered.personalize` — a cheap substitution.
 from __future__ import annotations
 
 import html
+import re
 import secrets
 import tomllib
 from collections.abc import Callable
@@ -21,10 +22,11 @@ import mjml
 from babel.dates import format_date
 
 from pipeline.models import Edition, Story
-from pipeline.text import french_spacing, one_line, shorten, with_utm
+from pipeline.text import collapse_spaces, french_spacing, shorten, with_utm
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SUBJECT_LIMIT = 150
+_RUST_ESCAPE = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}")
 PREHEADER_LIMIT = 140
 
 
@@ -91,6 +93,8 @@ def _story_view(
     typography = french_spacing if lang == "fr" else str
     return {
         "title": typography(post.title),
+        # mjml-python writes a no-break space inside an attribute as "\u{a0}": plain spaces
+        "alt": post.title.replace("\u00a0", " ").replace("\u202f", " "),
         "url": links(post.url, ""),
         "image": post.image,
         "summary": typography(post.summary),
@@ -109,11 +113,13 @@ def render(
     sender: Sender,
     utm_source: str | None = None,
     subject_pattern: str = "",
+    preheader_pattern: str = "",
 ) -> Rendered:
     """Render `lang` of `edition` (which must have a story in that language). With
     `utm_source`, links to the blog carry UTM parameters (campaign: the edition; content: the
     link's place). The subject: the draft's pattern, else `subject_pattern`, else the
-    catalog's ({name} and {title} filled in)."""
+    catalog's ({name} and {title} filled in). The preheader: `preheader_pattern`, with
+    {titles} (the other stories' titles) and {summary} (the first story's), else {titles}."""
     words = strings(lang)
     locale = words["locale"]
     stories = [
@@ -126,11 +132,10 @@ def render(
     }
     pattern = edition.subjects.get(lang) or subject_pattern or words["subject"]
     subject = pattern.replace("{name}", name).replace("{title}", stories[0]["title"])
-    subject = shorten(one_line(subject, SUBJECT_LIMIT * 2), SUBJECT_LIMIT)
-    preheader = shorten(
-        " · ".join(story["title"] for story in stories[1:]) or stories[0]["summary"],
-        PREHEADER_LIMIT,
-    )
+    subject = shorten(collapse_spaces(subject), SUBJECT_LIMIT)  # text, not HTML: keep "<"
+    others = " · ".join(story["title"] for story in stories[1:]) or stories[0]["summary"]
+    preheader = (preheader_pattern or "{titles}").replace("{summary}", stories[0]["summary"])
+    preheader = shorten(collapse_spaces(preheader.replace("{titles}", others)), PREHEADER_LIMIT)
     nonce = secrets.token_hex(8)
     placeholders = {"unsubscribe_url": f"https://buzz.invalid/{nonce}/unsubscribe"}
     context = {
@@ -151,6 +156,8 @@ def render(
     }
     source = _environment().get_template("newsletter.mjml.j2").render(context)
     html_part = mjml.mjml2html(source, disable_comments=True, fonts={})
+    # mjml-python writes some characters inside attributes as Rust escapes ("\u{a0}")
+    html_part = _RUST_ESCAPE.sub(lambda m: f"&#x{m[1]};", html_part)
     text_part = _environment().get_template("newsletter.txt.j2").render(context)
     return Rendered(lang, subject, preheader, html_part, text_part, placeholders, source)
 

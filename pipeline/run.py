@@ -298,6 +298,7 @@ class Job:
                     self.sender,
                     self.settings.topics.get(lang) if self.settings.edition.utm else None,
                     self.settings.language_settings[lang].subject,
+                    self.settings.language_settings[lang].preheader,
                 )
                 for lang in edition.languages
                 if edition.stories_in(lang)

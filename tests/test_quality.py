@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-file-access-from-files", "--window-size=800,900", "--virtual-time-budget=3000",
-]  # fmt: skip
+from pipeline import screenshots
 
 
 def _tool(name: str) -> str:
@@ -65,24 +61,24 @@ def test_chromium_lays_out_each_language_without_horizontal_overflow(
     edition: Path, lang: str, width: int
 ) -> None:
     """In a frame as wide as a phone (375 px) or the email (600 px), nothing is wider."""
-    probe = edition / f"probe-{lang}-{width}.html"
-    probe.write_text(
-        '<!doctype html><html><head><title>probe</title></head><body style="margin:0">'
-        f'<iframe id="f" src="{lang}.html" style="width:{width}px;height:900px;border:0"></iframe>'
-        '<script>onload=function(){var d=document.getElementById("f").contentDocument;'
-        'document.title="W"+d.documentElement.scrollWidth+"x"+d.documentElement.clientWidth+'
-        '"L"+d.documentElement.lang;};</script></body></html>'
-    )
-    dom = subprocess.run(
-        [_tool("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={edition / ('chromium-' + lang)}",
-         "--dump-dom", probe.as_uri()],
-        capture_output=True, timeout=120, check=False, text=True,
-    ).stdout  # fmt: skip
-    found = re.search(r"<title>W(\d+)x(\d+)L([\w-]+)</title>", dom)
-    assert found, dom[:500]
-    scroll, client, page_lang = int(found[1]), int(found[2]), found[3]
-    assert scroll <= client, f"{lang} at {width}px: content {scroll}px in {client}px"
+    _tool("chromium")
+    content, frame, page_lang = screenshots.measure(edition, lang, width)
+    assert content <= frame, f"{lang} at {width}px: content {content}px in {frame}px"
     assert page_lang == f"{lang}-CA"
+
+
+def test_preview_saves_screenshots_for_a_person(edition: Path) -> None:
+    """`buzz preview --screenshots` saves each language at both widths as PNG pictures."""
+    import os
+    import sys
+
+    _tool("chromium")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUZZ_")}
+    subprocess.run([sys.executable, "-m", "pipeline", "preview", "--screenshots"],
+                   cwd=edition.parent.parent.parent.parent, env=env, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    for name in ("en-375.png", "en-600.png", "fr-375.png", "fr-600.png"):
+        assert (edition / name).read_bytes().startswith(b"\x89PNG"), name
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

@@ -159,3 +159,18 @@ def test_logo_preferences_link_and_configured_subject() -> None:
     assert "Gérer mes préférences" in rendered.html
     assert "Gérer mes préférences: https://example.com/prefs" in rendered.text
     assert rendered.subject == "Les rançongiciels et vous — Le buzz IT"
+
+
+def test_french_no_break_spaces_never_leak_into_attributes() -> None:
+    """mjml-python prints a no-break space in an attribute as a literal \\u{a0}: alt texts
+    carry plain spaces instead."""
+    rendered = render(_edition(title_fr="Sécurité : quoi de neuf ?"), "fr", "Le buzz IT", SENDER)
+    assert "\\u{" not in rendered.html
+    assert 'alt="Sécurité : quoi de neuf ?"' in rendered.html
+
+
+def test_preheader_follows_its_pattern() -> None:
+    """{summary} and {titles} fill the preheader; the default lists the other titles."""
+    rendered = render(_edition(), "en", "IT Buzz", SENDER, preheader_pattern="New: {summary}")
+    assert rendered.preheader == "New: Ransomware & you"
+    assert "New: Ransomware &amp; you" in rendered.html

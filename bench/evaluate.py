@@ -19,37 +19,24 @@ from typing import Any
 
 import structlog
 
-from pipeline.config import load
-from pipeline.curate import Curator
-from pipeline.models import Post, Story
-from pipeline.pairing import MIN_CONFIDENCE
-from pipeline.postindex import PostIndex
-from pipeline.store import Store
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.helpers
+
+from pipeline.config import load  # noqa: E402
+from pipeline.curate import Curator  # noqa: E402
+from pipeline.models import Story  # noqa: E402
+from pipeline.pairing import MIN_CONFIDENCE  # noqa: E402
+from pipeline.postindex import PostIndex  # noqa: E402
+from pipeline.store import Store  # noqa: E402
+from tests.helpers import eval_set  # noqa: E402
+
 DATA = ROOT / "tests" / "data" / "eval" / "posts.json"
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
-def _post(raw: dict[str, Any]) -> Post:
-    return Post(
-        guid=raw["guid"],
-        lang=raw["lang"],
-        url=raw["url"],
-        title=raw["title"],
-        summary=raw["summary"],
-        published=datetime.fromisoformat(raw["published"]),
-        content_html=raw["content_html"],
-        image=raw["image"],
-        categories=tuple(raw["categories"]),
-        author=raw["author"],
-    )
-
-
 def evaluate() -> dict[str, Any]:
     """Run pairing and related selection on the set; return the scores."""
-    raw = json.loads(DATA.read_text(encoding="utf-8"))["posts"]
-    posts = {item["id"]: _post(item) for item in raw}
+    raw, posts = eval_set()
     label = {posts[item["id"]].guid: item for item in raw}
     truth = {
         frozenset((posts[item["id"]].guid, posts[item["translation_of"]].guid))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.models import Post
 from pipeline.store import Store, post_from_doc
@@ -83,3 +84,11 @@ def ses_environment(endpoint: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL_SESV2": endpoint,
         "BUZZ_UNSUBSCRIBE_SECRET": "test-secret",
     }
+
+
+def eval_set() -> tuple[list[dict[str, Any]], dict[str, Post]]:
+    """The labelled evaluation set of tests/data/eval: its raw items (labels included) and
+    their posts by id (what buzz sees: no label)."""
+    raw = json.loads((DATA / "eval" / "posts.json").read_text(encoding="utf-8"))["posts"]
+    posts = {item["id"]: post_from_doc(item | {"feed_url": ""}) for item in raw}
+    return raw, posts

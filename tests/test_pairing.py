@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from pipeline.feeds import parse
@@ -16,7 +15,7 @@ from pipeline.pairing import (
     pair,
     pair_archive,
 )
-from tests.helpers import DATA, ROOT, make_post
+from tests.helpers import ROOT, eval_set, make_post
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -28,22 +27,7 @@ def _demo(lang: str, name: str) -> list[Post]:
 
 
 def _eval_set() -> tuple[list[Post], list[Post], set[tuple[str, str]]]:
-    raw = json.loads((DATA / "eval" / "posts.json").read_text(encoding="utf-8"))["posts"]
-    posts = {
-        item["id"]: Post(
-            guid=item["guid"],
-            lang=item["lang"],
-            url=item["url"],
-            title=item["title"],
-            summary=item["summary"],
-            published=datetime.fromisoformat(item["published"]),
-            content_html=item["content_html"],
-            image=item["image"],
-            categories=tuple(item["categories"]),
-            author=item["author"],
-        )
-        for item in raw
-    }
+    raw, posts = eval_set()
     truth = {
         (posts[item["translation_of"]].guid, posts[item["id"]].guid)
         for item in raw

@@ -536,10 +536,17 @@ def list_(options: Options) -> int:
 
 @subscribers.command()
 @common
-@click.argument("address")
-def unsubscribe(options: Options, address: str) -> int:
-    """Unsubscribe ADDRESS: it is never emailed again."""
+@click.argument("address", required=False)
+@click.option("--token", help="The token of an unsubscribe link (its signature is checked).")
+def unsubscribe(options: Options, address: str | None, token: str | None) -> int:
+    """Unsubscribe ADDRESS (or the address a link's --token names): never emailed again.
+
+    The company's unsubscribe page can call `buzz subscribers unsubscribe --token TOKEN`."""
     job = options.job()
+    if token:
+        address = job.verify_token(token)
+    if not address:
+        raise UsageError("usage: buzz subscribers unsubscribe ADDRESS | --token TOKEN")
     if options.dry_run:
         if all(sub.email.lower() != address.lower() for sub in job.audience().members(None)):
             raise UsageError(f"{address}: not a subscriber")

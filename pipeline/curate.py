@@ -92,9 +92,9 @@ class Curator:
         k = self.settings.edition.related_per_story
         picks: dict[str, list[Pick]] = {}
         for lang, post in story.posts.items():
-            exclude = keep_out | {self.translations.get(post.guid, post.guid)}
+            # a translation is in the other language's index: it can never be picked here
             linked = self.index.linked_with(post)
-            picks[lang] = self.related_indexes[lang].pick(post, k, exclude, linked)
+            picks[lang] = self.related_indexes[lang].pick(post, k, keep_out, linked)
         langs = self.settings.languages
         if len(langs) == 2 and all(lang in story.posts for lang in langs):
             first, second = langs

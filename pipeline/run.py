@@ -348,6 +348,13 @@ class Job:
             )
         return LocalAudience(self.store, self.settings.audience.unsubscribe_url, self._signer)
 
+    def verify_token(self, token: str) -> str:
+        """The address an unsubscribe token names, if buzz signed it."""
+        address = self._signer().verify(token)
+        if address is None:
+            raise UsageError("this unsubscribe token is not valid (altered, or another secret)")
+        return address
+
     def _signer(self) -> Signer:
         secret = os.environ.get(SECRET_ENV, "")
         if secret:

@@ -422,3 +422,19 @@ def test_a_refused_account_exits_1_and_marks_nothing_sent(buzz: Buzz, demo: Path
     en = status["editions"][0]["languages"]["en"]
     assert (en["sent"], en["pending"]) == (0, 5)
     assert status["runs"][0]["exit_code"] == 1
+
+
+def test_an_unsubscribe_link_token_unsubscribes_its_address(buzz: Buzz, demo: Path) -> None:
+    """The token of a sample message's link unsubscribes that address; a forged one is refused."""
+    env = {"BUZZ_UNSUBSCRIBE_SECRET": "s3cret"}
+    assert buzz("subscribers", "import", "demo/subscribers.csv", env=env).returncode == 0
+    from pipeline.audience import Signer
+
+    token = Signer("s3cret").token("raj.patel@example.org")
+    done = buzz("subscribers", "unsubscribe", "--token", token, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "raj.patel@example.org is unsubscribed" in done.stdout
+    forged = Signer("other").token("mei.wong@example.com")
+    refused = buzz("subscribers", "unsubscribe", "--token", forged, env=env)
+    assert refused.returncode == 2
+    assert "not valid" in refused.stderr

@@ -90,26 +90,10 @@ def test_related_are_asked_to_keep_the_edition_out() -> None:
         seen.append(keep_out)
         return {}
 
-    compose(
-        "e",
-        ("en", "fr"),
-        {"en": [en1, en2], "fr": [fr1, fr2]},
-        _translations((en1, fr1), (en2, fr2)),
-        finder,
-        NOW,
-        EditionSection(),
-    )
-    assert seen == [frozenset({"en1", "fr1", "en2", "fr2"})] * 2
-    compose(
-        "e",
-        ("en", "fr"),
-        {"en": [en1, en2], "fr": [fr1, fr2]},
-        _translations((en1, fr1), (en2, fr2)),
-        finder,
-        NOW,
-        EditionSection(related_from_same_edition=True),
-    )
-    assert seen[-1] == frozenset()
+    for settings in (EditionSection(), EditionSection(related_from_same_edition=True)):
+        compose("e", ("en", "fr"), {"en": [en1, en2], "fr": [fr1, fr2]},
+                _translations((en1, fr1), (en2, fr2)), finder, NOW, settings)  # fmt: skip
+    assert seen == [frozenset({"en1", "fr1", "en2", "fr2"})] * 2 + [frozenset()] * 2
 
 
 def test_nothing_new_is_no_edition() -> None:

@@ -9,13 +9,15 @@ without ever holding more than the cap in memory.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import charset_normalizer
 import httpx
 from tenacity import (
     AsyncRetrying,
@@ -39,7 +41,8 @@ ACCEPT = (
 _CHARSET = re.compile(rb"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _XML_DECLARED = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])([\w.:-]+)([\"'])", re.I)
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_ROOT_START = re.compile(rb"<(?![?!])")
+_XML_SPACE = re.compile(rb"[ \t\r\n]*+")
+_DOCTYPE_HEAD = re.compile(rb"""(?:[^"'\[>]++|"[^"]*+"|'[^']*+')*+""")  # name, external id
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +93,30 @@ def fetch_all(requests: Sequence[Request], limits: FeedLimits) -> list[Outcome]:
 def fetch_each(
     requests: Sequence[Request], limits: FeedLimits, then: Callable[[Request, Outcome], T]
 ) -> list[T]:
-    """`fetch_all`, handing each outcome to `then` as soon as it arrives (so that parsing one
-    feed overlaps with waiting for the others); returns what `then` returned, in order."""
+    """`fetch_all`, handing each outcome to `then` as soon as it arrives; returns what `then`
+    returned, in order. `then` runs on the event loop: it must be quick (see `fetch_then`)."""
+
+    async def at_once(request: Request, outcome: Outcome) -> T:
+        return then(request, outcome)
+
+    return fetch_then(requests, limits, at_once)
+
+
+def fetch_then(
+    requests: Sequence[Request],
+    limits: FeedLimits,
+    then: Callable[[Request, Outcome], Awaitable[T]],
+) -> list[T]:
+    """`fetch_each` with a coroutine for `then`, awaited as soon as its outcome arrives, while
+    the other fetches go on (so that parsing one feed, elsewhere, overlaps with waiting for
+    the others); returns what `then` returned, in order."""
     return asyncio.run(_fetch_each(requests, limits, then))
 
 
 async def _fetch_each(
-    requests: Sequence[Request], limits: FeedLimits, then: Callable[[Request, Outcome], T]
+    requests: Sequence[Request],
+    limits: FeedLimits,
+    then: Callable[[Request, Outcome], Awaitable[T]],
 ) -> list[T]:
     slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
     timeout = httpx.Timeout(limits.timeout_s, connect=min(CONNECT_TIMEOUT_S, limits.timeout_s))
@@ -114,8 +134,9 @@ async def _fetch_each(
                 try:
                     outcome: Outcome = await _fetch_one(client, request, limits)
                 except FeedError as exc:
-                    outcome = FeedError(str(exc))  # without the traceback, which holds the body
-            return then(request, outcome)
+                    # without the traceback, which holds the body
+                    outcome = FeedError(str(exc), http_status=exc.http_status)
+            return await then(request, outcome)
 
         return list(await asyncio.gather(*(one(request) for request in requests)))
 
@@ -147,7 +168,7 @@ async def _fetch_one(
     except httpx.UnsupportedProtocol:
         raise FeedError("redirected to a URL that is not http(s)") from None
     except _HttpStatus as exc:
-        raise FeedError(str(exc)) from None
+        raise FeedError(str(exc), http_status=exc.status) from None
     except httpx.HTTPError as exc:
         raise FeedError(f"network error: {type(exc).__name__}: {exc}".rstrip(": ")) from None
     raise AssertionError("unreachable: the retry loop returns or raises")
@@ -259,67 +280,155 @@ def _read_local(path: Path, limits: FeedLimits) -> Fetched:
 
 # Character sets -------------------------------------------------------------------------------
 
+_BOMS = (  # UTF-32 before UTF-16: FF FE 00 00 is UTF-32's
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+_UNICODE_LABELS = {
+    "utf-8", "utf8", "utf-16", "utf16", "utf-16le", "utf-16be", "utf-32", "utf32", "utf-32le",
+    "utf-32be", "ucs-2", "ucs-4", "iso-10646-ucs-2", "iso-10646-ucs-4", "unicode",
+}  # fmt: skip
+# Labels read as a superset, as browsers do: Latin-1 and ASCII documents are windows-1252.
+_SUPERSETS = {"iso-8859-1": "cp1252", "iso8859-1": "cp1252", "latin1": "cp1252",
+              "latin-1": "cp1252", "l1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252",
+              "gb2312": "gb18030", "gbk": "gb18030", "shift_jis": "cp932", "sjis": "cp932",
+              "x-sjis": "cp932", "euc-kr": "cp949", "ks_c_5601-1987": "cp949"}  # fmt: skip
+_FALLBACK = "cp1252"  # the web's reading of a document that declares nothing usable
+
 
 def to_utf8(body: bytes, content_type: str) -> tuple[bytes, str | None]:
-    """The body as UTF-8 (see `_transcode`), after refusing entity declarations."""
-    utf8, warning = _transcode(body, content_type)
+    """The body as UTF-8, its XML declaration saying so (see `decode`), after refusing entity
+    declarations (see `refuse_entities`)."""
+    utf8, warning = _as_utf8(body, content_type)
     refuse_entities(utf8)
-    return utf8, warning
+    return _XML_DECLARED.sub(rb"\1utf-8\3", utf8, count=1), warning
 
 
-def _transcode(body: bytes, content_type: str) -> tuple[bytes, str | None]:
-    """The body re-encoded as UTF-8, its XML declaration saying so, and a warning when the
-    declared charset was wrong or missing.
+def _as_utf8(body: bytes, content_type: str) -> tuple[bytes, str | None]:
+    """The body in UTF-8, and a warning when its declared charset was wrong or missing.
 
-    Bytes that decode as UTF-8 are UTF-8, whatever the headers claim: a page of real
-    ISO-8859-1 text with accents is practically never valid UTF-8, while UTF-8 served under a
-    Latin-1 label is a common misconfiguration that would otherwise turn "Café" into "CafÃ©".
+    In order: a byte-order mark; the pattern of zero bytes of UTF-16 or UTF-32 without one
+    (an XML document starts with "<" or a space); bytes that are valid UTF-8, which are UTF-8
+    whatever the labels claim (a page of legacy-encoded text with accents is practically never
+    valid UTF-8, while UTF-8 served as Latin-1 is a common misconfiguration that would turn
+    "Café" into "CafÃ©"); the charsets declared in the Content-Type and in the XML declaration
+    that decode the body (the likelier of two that both do, when they disagree); else the
+    likeliest charset detected (charset-normalizer), windows-1252 when nothing is likelier.
     """
-    http_charset = _charset(_CHARSET.search(content_type.encode("latin-1", "replace")))
-    xml_charset = _charset(_XML_DECLARED.search(body[:512]), group=2)
-    declared = http_charset or xml_charset
-    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or declared in (
-        "utf-16",
-        "utf-16le",
-        "utf-16be",
-    ):
-        text = _decode(body, "utf-16")
-        return _declare_utf8(text), None
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return _recode(body[len(bom) :], codec), None
+    if sniffed := _sniff_wide(body[:4]):
+        return _recode(body, sniffed), None
+    http_label = _label(_CHARSET.search(content_type.encode("latin-1", "replace")))
+    xml_label = _label(_XML_DECLARED.search(body[:1024]), group=2)
+    declared = http_label or xml_label
     try:
-        text = body.decode("utf-8-sig")
+        body.decode("utf-8")
     except UnicodeDecodeError:
-        charset = declared if declared not in (None, "utf-8", "utf8") else "cp1252"
-        text = _decode(body, charset)
-        warning = None if declared == charset else f"body is not valid UTF-8; read as {charset}"
-        return _declare_utf8(text), warning
-    lying = declared not in (None, "utf-8", "utf8", "us-ascii", "ascii") and not body.isascii()
-    warning = f"declared charset {declared} but the body is UTF-8; read as UTF-8" if lying else None
-    return _declare_utf8(text), warning
+        pass
+    else:
+        lying = declared not in (None, "utf-8", "utf8") and not body.isascii()
+        return body, (f"declared charset {declared} but the body is UTF-8; read as UTF-8"
+                      if lying else None)  # fmt: skip
+    decoding = (_decodes(body, label) for label in (http_label, xml_label))
+    fitting = list(dict.fromkeys(found for found in decoding if found))
+    if len(fitting) == 1:
+        return _recode(body, fitting[0]), None
+    if len(fitting) > 1:
+        return _recode(body, _likeliest(body, fitting) or fitting[0]), None
+    detected = _likeliest(body, None) or _FALLBACK
+    said = f"declared as {declared}" if declared else "declares no charset"
+    return _recode(body, detected), f"body is not valid UTF-8 and {said}; read as {detected}"
 
 
-def refuse_entities(body: bytes) -> None:
-    """Refuse XML that declares entities: the door to external-entity reads and to
-    exponential entity expansion. Feeds have no need of them."""
-    start = _ROOT_START.search(body)
-    prolog = body[: start.start()] if start else body
-    if _ENTITY_DECLARATION.search(prolog):
-        raise FeedError("XML declares entities (<!ENTITY>): refused")
+def _sniff_wide(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 without a byte-order mark, told by where the zero bytes of the first
+    (ASCII) character fall; or EBCDIC's "<?xm"."""
+    if len(head) < 4:
+        return None
+    zeros = (head[0] == 0, head[1] == 0, head[2] == 0, head[3] == 0)
+    return {
+        (True, True, True, False): "utf-32-be",
+        (False, True, True, True): "utf-32-le",
+        (True, False, True, False): "utf-16-be",
+        (False, True, False, True): "utf-16-le",
+    }.get(zeros) or ("cp037" if head == b"\x4c\x6f\xa7\x94" else None)
 
 
-def _charset(match: re.Match[bytes] | None, group: int = 1) -> str | None:
+def _label(match: re.Match[bytes] | None, group: int = 1) -> str | None:
     return match.group(group).decode("ascii").lower() if match else None
 
 
-def _decode(body: bytes, charset: str) -> str:
+def _decodes(body: bytes, label: str | None) -> str | None:
+    """The codec `label` names when it is an ASCII-compatible one that decodes `body`."""
+    if label is None or label in _UNICODE_LABELS:
+        return None
+    codec = _SUPERSETS.get(label, label)
     try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        raise FeedError(f"unknown charset {charset!r}") from None
+        body.decode(codec)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    return codec
 
 
-def _declare_utf8(text: str) -> bytes:
-    data = text.lstrip("\ufeff").encode("utf-8")
-    return _XML_DECLARED.sub(rb"\1utf-8\3", data, count=1)
+def _likeliest(body: bytes, among: list[str] | None) -> str | None:
+    """The charset in which `body` reads most like text, among `among` (any when None);
+    windows-1252 when it reads as well as the best."""
+    matches = charset_normalizer.from_bytes(body, cp_isolation=among)
+    best = matches.best()
+    if best is None:
+        return None
+    for match in matches:
+        if match.encoding == _FALLBACK and (match.chaos, -match.coherence) <= (
+            best.chaos,
+            -best.coherence,
+        ):
+            return _FALLBACK
+    return str(best.encoding)
+
+
+def _recode(body: bytes, codec: str) -> bytes:
+    return body.decode(codec, errors="replace").lstrip("\ufeff").encode("utf-8")
+
+
+def refuse_entities(body: bytes) -> None:
+    """Refuse XML whose document type declares entities: the door to external-entity reads
+    and to exponential entity expansion. Feeds have no need of them.
+
+    The prolog is read as an XML parser reads it (`body` is UTF-8): whitespace, the XML
+    declaration, processing instructions and comments are stepped over, so that none of them
+    hides the DOCTYPE; and once a DOCTYPE opens an internal subset, an `<!ENTITY` anywhere
+    after it is refused (quoted strings and comments inside the subset cannot hide one).
+    """
+    position = 0
+    while True:
+        position = _end_of(_XML_SPACE, body, position)
+        for opening, closing in ((b"<?", b"?>"), (b"<!--", b"-->")):
+            if body.startswith(opening, position):
+                end = body.find(closing, position + len(opening))
+                if end < 0:
+                    return  # not well-formed: no XML parser reads further
+                position = end + len(closing)
+                break
+        else:
+            break
+    head = body[position : position + 9].upper()
+    if head.startswith(b"<!ENTITY"):
+        raise FeedError("XML declares entities (<!ENTITY>): refused")
+    if head == b"<!DOCTYPE":
+        subset = _end_of(_DOCTYPE_HEAD, body, position + 9)
+        if body.startswith(b"[", subset) and _ENTITY_DECLARATION.search(body, subset):
+            raise FeedError("XML declares entities (<!ENTITY>): refused")
+
+
+def _end_of(pattern: re.Pattern[bytes], body: bytes, position: int) -> int:
+    """Where `pattern`, which may match nothing, ends when matched at `position`."""
+    match = pattern.match(body, position)
+    return match.end() if match else position
 
 
 def _with_utf8(content_type: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import feedparser
@@ -10,14 +12,15 @@ import pytest
 
 from pipeline.config import FeedsSection
 from pipeline.errors import FeedError
-from pipeline.feeds import first_run_baseline, gather, parse, to_post
+from pipeline.feeds import FeedReport, backfill, first_run_baseline, gather, parse, to_post
 from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all
 from pipeline.store import Store
 from tests.feedserver import Route, serve
-from tests.helpers import ROOT, make_post
+from tests.helpers import ROOT, archive, make_post
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 LIMITS = FeedLimits(timeout_s=5, max_bytes=1_000_000, user_agent="buzz/test (+https://x.example)")
+LIMITS_BIG = FeedLimits(timeout_s=20, max_bytes=10_000_000, user_agent="buzz/test")
 EN_FEED = (ROOT / "demo" / "feeds" / "it-buzz-en.xml").read_bytes()
 RSS = "application/rss+xml; charset=UTF-8"
 
@@ -72,15 +75,18 @@ def test_entry_with_crlf_and_header_lines_in_title_and_author_stays_one_line() -
     assert post.summary == "Hi there"
 
 
-def test_entries_without_http_link_or_title_are_dropped() -> None:
-    """A post must be linkable (http/https) and have a title."""
+def test_entries_with_a_non_http_link_or_no_title_are_skipped_and_named() -> None:
+    """A link must be http(s) and a post must have a title; the warning names what went."""
     body = _rss(
         "<item><title>js</title><link>javascript:alert(1)</link></item>"
-        "<item><title></title><link>https://blog.example.com/b/</link></item>"
+        "<item><title></title><link>https://blog.example.com/b/</link><guid>g2</guid></item>"
         "<item><title>ok</title><link>https://blog.example.com/c/</link></item>"
     )
-    posts, _ = parse(Fetched(body, RSS), "u", "en", NOW)
+    posts, warning = parse(Fetched(body, RSS), "u", "en", NOW)
     assert [post.title for post in posts] == ["ok"]
+    assert warning is not None
+    assert "skipped entry 1, title 'js': link is not an http(s) URL" in warning
+    assert "skipped entry 2, id 'g2': no title" in warning
 
 
 def test_identity_falls_back_to_the_canonical_link() -> None:
@@ -129,8 +135,8 @@ def test_image_falls_back_to_enclosure_then_first_img() -> None:
             '<description>&lt;img src="https://blog.example.com/i.png"&gt;</description></item>'
         )
     ).entries
-    assert to_post(entry[0], "en", "u", NOW).image == "https://blog.example.com/e.jpg"  # type: ignore[union-attr]
-    assert to_post(entry[1], "en", "u", NOW).image == "https://blog.example.com/i.png"  # type: ignore[union-attr]
+    assert to_post(entry[0], "en", "u", NOW).image == "https://blog.example.com/e.jpg"
+    assert to_post(entry[1], "en", "u", NOW).image == "https://blog.example.com/i.png"
 
 
 def test_first_run_baseline_keeps_only_the_window_and_the_newest_few() -> None:
@@ -191,3 +197,174 @@ def test_relative_links_resolve_against_the_feed_url() -> None:
     body = _rss("<item><title>t</title><link>/2026/11/post/</link><guid>g</guid></item>")
     [post], _ = parse(Fetched(body, RSS), "https://blog.example.com/feed/", "en", NOW)
     assert post.url == "https://blog.example.com/2026/11/post/"
+
+
+# Bad entries, link-less entries (issue 11) -----------------------------------------------------
+
+BAD_AND_GOOD = _rss(
+    "<item><title>Broken link</title><link>http://[oops/</link><guid>g1</guid></item>"
+    "<item><title>From the future</title><link>https://blog.example.com/f/</link>"
+    "<guid>g2</guid><dc:date xmlns:dc='http://purl.org/dc/elements/1.1/'>"
+    "9999-12-31T23:59:59-12:00</dc:date></item>"
+    "<item><title>Fine</title><link>https://blog.example.com/fine/</link><guid>g3</guid></item>"
+)
+
+
+def test_one_bad_entry_is_skipped_with_a_warning_naming_it_and_the_rest_is_kept() -> None:
+    """A malformed URL and a date out of range each cost their own entry, named, no more."""
+    posts, warning = parse(Fetched(BAD_AND_GOOD, RSS), "https://blog.example.com/feed/", "en", NOW)
+    assert [post.guid for post in posts] == ["g3"]
+    assert warning is not None
+    assert "skipped entry 1, id 'g1', title 'Broken link': link is not an http(s) URL" in warning
+    assert "skipped entry 2, id 'g2', title 'From the future': ValueError" in warning
+
+
+def test_many_skipped_entries_are_counted_beyond_the_first_few() -> None:
+    """The warning names five skipped entries and counts the others."""
+    items = "".join(f"<item><title>t{n}</title><link>ftp://x/{n}</link></item>" for n in range(8))
+    posts, warning = parse(Fetched(_rss(items), RSS), "u", "en", NOW)
+    assert posts == []
+    assert warning is not None
+    assert warning.count("skipped entry") == 5
+    assert warning.endswith("and 3 more entries skipped")
+
+
+LINKLESS = _rss(
+    "<item><title>Notice</title><description>The office is closed.</description></item>"
+    "<item><title>Notice</title><description>The office is open.</description></item>"
+    "<item><title>Status</title><guid>status-7</guid><description>All good.</description></item>"
+    "<item><title>Linked</title><link>https://blog.example.com/linked/</link></item>"
+)
+
+
+def test_entries_without_a_link_have_none_and_are_told_apart() -> None:
+    """No link: url "" (never the feed's own URL); identity is the guid (a guid that is not a
+    URL is no link), else a hash of title and content, so two such entries stay two."""
+    posts, warning = parse(Fetched(LINKLESS, RSS), "https://blog.example.com/feed/", "en", NOW)
+    assert warning is None
+    assert [post.url for post in posts] == ["", "", "", "https://blog.example.com/linked/"]
+    first, second, status, _ = posts
+    assert first.guid.startswith("sha256:")
+    assert second.guid.startswith("sha256:")
+    assert first.guid != second.guid
+    assert status.guid == "status-7"
+    again, _ = parse(Fetched(LINKLESS, RSS), "https://blog.example.com/feed/", "en", NOW)
+    assert [post.guid for post in again] == [post.guid for post in posts]
+
+
+def test_linkless_posts_are_archived_never_stories_and_never_merged(tmp_path: Path) -> None:
+    """Stored all three, as archive only: none is unsent, and none replaced another."""
+    store = Store(tmp_path / "state.sqlite")
+    with serve({"/feed": Route(body=LINKLESS, headers={"Content-Type": RSS})}) as server:
+        [report] = gather([(server.url("/feed"), "en")], LIMITS, FeedsSection(), store, NOW)
+    assert report.status == "ok"
+    assert report.new == 4
+    stored = {post.title + post.summary: post.url for post in archive(store, "en")}
+    assert len(stored) == 4
+    assert [post.title for post in store.unsent_posts("en", NOW)] == ["Linked"]
+
+
+# Parsing apart, under deadlines (issue 11) -----------------------------------------------------
+
+
+def _deep_feed(depth: int) -> bytes:
+    nested = "<div>" * depth + "the bottom" + "</div>" * depth
+    return _rss(
+        "<item><title>Deep</title><link>https://blog.example.com/deep/</link><guid>deep</guid>"
+        f"<description><![CDATA[{nested}]]></description></item>"
+    )
+
+
+def _healthy(n: int) -> bytes:
+    return EN_FEED.replace(b"https://blog.example.com/", f"https://site{n}.example/".encode())
+
+
+def _gather_five_healthy_beside(
+    bad: bytes, limits: FeedLimits, tmp_path: Path
+) -> tuple[list[FeedReport], Store, float]:
+    store = Store(tmp_path / "state.sqlite")
+    routes = {f"/ok{n}": Route(body=_healthy(n), headers={"Content-Type": RSS}) for n in range(5)}
+    routes["/bad"] = Route(body=bad, headers={"Content-Type": RSS})
+    with serve(routes) as server:
+        feeds = [(server.url("/bad"), "en")] + [(server.url(f"/ok{n}"), "en") for n in range(5)]
+        started = time.monotonic()
+        reports = gather(feeds, limits, FeedsSection(first_run_window_days=36500), store, NOW)
+        elapsed = time.monotonic() - started
+    return reports, store, elapsed
+
+
+def test_a_100000_deep_feed_beside_five_healthy_ones_costs_them_nothing(tmp_path: Path) -> None:
+    """The five are stored within their deadlines; the deep one is stored too (its markup
+    capped), or fails alone with its reason."""
+    limits = LIMITS_BIG
+    reports, store, elapsed = _gather_five_healthy_beside(_deep_feed(100_000), limits, tmp_path)
+    deep, *healthy = reports
+    assert [r.status for r in healthy] == ["ok"] * 5
+    assert all(r.new == 14 for r in healthy)
+    assert len(archive(store, "en")) >= 70
+    assert deep.status == "ok" or "feeds.timeout_s" in (deep.error or "")
+    assert elapsed < 2 * limits.timeout_s + 5
+
+
+def test_a_feed_slow_to_parse_fails_alone_at_its_deadline(tmp_path: Path) -> None:
+    """A feed whose parse outlasts feeds.timeout_s is killed and recorded with that reason;
+    the five others are stored."""
+    slow = _rss("<item><title>t</title></item>" * 150_000)  # seconds of feedparser
+    limits = FeedLimits(timeout_s=1, max_bytes=10_000_000, user_agent="buzz/test")
+    reports, store, elapsed = _gather_five_healthy_beside(slow, limits, tmp_path)
+    slow_report, *healthy = reports
+    assert [r.status for r in healthy] == ["ok"] * 5
+    assert slow_report.status == "error"
+    assert slow_report.error == "parsing took longer than feeds.timeout_s (1 s)"
+    state = store.feed_state(slow_report.url)
+    assert state is not None
+    assert state.last_error == slow_report.error
+    assert elapsed < 15
+
+
+def test_an_unchanged_body_is_not_parsed_again_even_when_the_server_ignores_etags(
+    tmp_path: Path,
+) -> None:
+    """Same bytes as last time (a 200 despite If-None-Match): not parsed, reported as not
+    modified, the entry count kept; a changed body is parsed."""
+    store = Store(tmp_path / "state.sqlite")
+    route = Route(body=EN_FEED, headers={"Content-Type": RSS, "ETag": '"v1"'})
+    with serve({"/feed": route}) as server:
+        feeds = [(server.url("/feed"), "en")]
+        [first] = gather(feeds, LIMITS, FeedsSection(), store, NOW)
+        [second] = gather(feeds, LIMITS, FeedsSection(), store, NOW)
+        _, headers = server.requests[-1]
+        route.body = EN_FEED.replace(b"Live Chat at the Service Desk", b"Live Chat, Renamed")
+        [third] = gather(feeds, LIMITS, FeedsSection(), store, NOW)
+    assert headers["If-None-Match"] == '"v1"'
+    assert (first.status, second.status, third.status) == ("ok", "not_modified", "ok")
+    assert second.posts == []
+    state = store.feed_state(feeds[0][0])
+    assert state is not None
+    assert state.entries == 14
+    assert any("Live Chat, Renamed" in post.title for post in archive(store, "en"))
+
+
+def test_backfill_reads_older_pages_until_the_server_says_404(tmp_path: Path) -> None:
+    """`?paged=2`, `3`… are archived (never sendable) until a page answers 404."""
+
+    def older_pages(handler: BaseHTTPRequestHandler) -> None:
+        page = int(handler.path.rpartition("paged=")[2] or 1)
+        item = (
+            f"<item><title>Old {page}</title><link>https://blog.example.com/old-{page}/</link>"
+            f"<guid>https://blog.example.com/?p={page}</guid>"
+            "<pubDate>Mon, 02 Mar 2026 10:00:00 +0000</pubDate></item>"
+        )
+        body = _rss(item) if page <= 3 else b"gone"
+        handler.send_response(200 if page <= 3 else 404)
+        handler.send_header("Content-Type", RSS)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    store = Store(tmp_path / "state.sqlite")
+    with serve({"/feed/": Route(respond=older_pages)}) as server:
+        [report] = backfill([(server.url("/feed/"), "en")], LIMITS, store, NOW)
+    assert (report.pages, report.added, report.stopped) == (2, 2, "end of pages")
+    assert store.post("https://blog.example.com/?p=3") is not None
+    assert store.unsent_posts("en", NOW) == []

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from pipeline.config import FeedsSection
@@ -21,6 +22,7 @@ from pipeline.errors import FeedError
 from pipeline.feeds import gather, parse
 from pipeline.fetch import FeedLimits, Fetched, Request, fetch_all, to_utf8
 from pipeline.store import Store
+from pipeline.text import shorten
 from tests.feedserver import Route, serve
 from tests.helpers import ROOT, archive
 
@@ -258,3 +260,104 @@ def test_every_feed_format_parses(document: str) -> None:
     assert warning is None
     assert post.title == "T"
     assert post.url == "https://blog.example.com/a/"
+
+
+# Character sets and entity declarations (issue 11) ---------------------------------------------
+
+RU = "Новости из мира технологий: служба поддержки запускает онлайн-чат для всех сотрудников."
+JA = "日本語のニュース記事です。新しいサービスデスクのチャット機能が今週から利用できます。"
+FR = "Café crème : la sécurité du réseau évolue, êtes-vous prêts à déployer la mise à jour ?"
+
+
+def _doc(title: str, encoding: str | None) -> str:
+    declaration = f' encoding="{encoding}"' if encoding else ""
+    return _rss(title).replace(' encoding="UTF-8"', declaration)
+
+
+def _no_bom(text: str, codec: str) -> bytes:
+    return text.encode(codec)  # the -le / -be codecs write no byte-order mark
+
+
+ENCODINGS = [  # (body, Content-Type, title, whether feedparser itself reads it right)
+    pytest.param(_no_bom(_doc(FR, "UTF-16"), "utf-16-le"), "application/xml", FR, True,
+                 id="utf16le-no-bom"),
+    pytest.param(_no_bom(_doc(FR, "UTF-16"), "utf-16-be"), "application/xml", FR, True,
+                 id="utf16be-no-bom"),
+    pytest.param(_no_bom(_doc(JA, "UTF-32"), "utf-32-le"), "application/xml", JA, True,
+                 id="utf32le-no-bom"),
+    pytest.param(_no_bom(_doc(JA, "UTF-32"), "utf-32-be"), "application/xml", JA, True,
+                 id="utf32be-no-bom"),
+    pytest.param(_no_bom(_doc(RU, None).split("?>", 1)[1], "utf-16-le"), "application/xml", RU,
+                 False, id="utf16le-no-bom-no-declaration"),
+    pytest.param(_doc(JA, "EUC-JP").encode("euc-jp"), "application/xml", JA, True,
+                 id="euc-jp-declared-in-xml"),
+    pytest.param(_doc(RU, "KOI8-R").encode("koi8-r"), "application/rss+xml", RU, True,
+                 id="koi8-r-declared-in-xml"),
+    pytest.param(_doc(RU, None).encode("koi8-r"), "application/xml", RU, False,
+                 id="koi8-r-undeclared"),
+    pytest.param(_doc(JA, None).encode("euc-jp"), "application/xml", JA, False,
+                 id="euc-jp-undeclared"),
+    pytest.param(_doc(RU, "windows-1251").encode("koi8-r"), "application/xml; charset=KOI8-R",
+                 RU, True, id="http-charset-right-xml-wrong"),
+    pytest.param(_doc(RU, "KOI8-R").encode("koi8-r"), "application/xml; charset=windows-1251",
+                 RU, False, id="http-charset-wrong-xml-right"),
+    pytest.param(_doc(FR, "UTF-8").encode("utf-8"), "application/xml; charset=UTF-16", FR,
+                 False, id="utf8-labelled-utf16"),
+    pytest.param(_doc(FR, "UTF-8").encode("utf-8"), "text/xml", FR, True,
+                 id="utf8-as-text-xml-without-charset"),
+    pytest.param(_doc(FR, "ISO-8859-1").encode("utf-8"), "text/xml; charset=ISO-8859-1", FR,
+                 True, id="utf8-labelled-latin1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "content_type", "title", "feedparser_reads_it"), ENCODINGS)
+def test_every_encoding_reads_at_least_as_well_as_feedparser_on_the_original_bytes(
+    body: bytes, content_type: str, title: str, feedparser_reads_it: bool
+) -> None:
+    """buzz's title is right in every case; feedparser, given the same bytes and header, gets
+    the same title wherever it gets it right at all."""
+    utf8, _ = to_utf8(body, content_type)
+    [post], _ = parse(Fetched(utf8, "application/xml; charset=utf-8"), "u", "en", NOW)
+    theirs = feedparser.parse(body, response_headers={"content-type": content_type})
+    their_title = theirs.entries[0].title if theirs.entries else None
+    assert post.title == shorten(title, 200)
+    assert (their_title == title) is feedparser_reads_it
+
+
+ENTITY = '<!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+ROOT_WITH_ENTITY = "<rss><channel><item><title>&x;</title></item></channel></rss>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(f"<!-- <a> -->{ENTITY}{ROOT_WITH_ENTITY}".encode(), id="comment-first"),
+        pytest.param(f"<?xml-stylesheet href='<a>'?>{ENTITY}{ROOT_WITH_ENTITY}".encode(),
+                     id="processing-instruction-first"),
+        pytest.param(f'<?xml version="1.0"?>\n\n \t{ENTITY}{ROOT_WITH_ENTITY}'.encode(),
+                     id="whitespace-first"),
+        pytest.param(f"\ufeff{ENTITY}{ROOT_WITH_ENTITY}".encode(), id="byte-order-mark"),
+        pytest.param(f'<?xml version="1.0" encoding="UTF-16"?>{ENTITY}{ROOT_WITH_ENTITY}'
+                     .encode("utf-16"), id="utf16"),
+        pytest.param(_no_bom(f"{ENTITY}{ROOT_WITH_ENTITY}", "utf-16-be"), id="utf16-no-bom"),
+        pytest.param(f'<!DOCTYPE rss SYSTEM "]><a>" [<!ATTLIST a b CDATA "]>"><!ENTITY x "y">]>'
+                     f"{ROOT_WITH_ENTITY}".encode(), id="quoted-brackets"),
+        pytest.param(f"<!doctype rss [<!entity x 'y'>]>{ROOT_WITH_ENTITY}".encode(),
+                     id="lower-case"),
+    ],
+)  # fmt: skip
+def test_entity_declarations_are_refused_whatever_comes_before_them(body: bytes) -> None:
+    """No comment, processing instruction, whitespace, byte-order mark, UTF-16 encoding nor
+    quoted string lets a DOCTYPE's entity declarations through."""
+    with pytest.raises(FeedError, match="declares entities"):
+        to_utf8(body, "application/xml")
+
+
+def test_a_doctype_without_entities_and_entity_talk_in_posts_are_accepted() -> None:
+    """A DOCTYPE that declares no entity, and an escaped `<!ENTITY` in a post, are fine."""
+    body = _rss("&amp;lt;!ENTITY x&amp;gt; explained").replace(
+        "?>", '?><!-- c --><!DOCTYPE rss SYSTEM "rss.dtd">', 1
+    )
+    utf8, _ = to_utf8(body.encode(), RSS)
+    [post], _ = parse(Fetched(utf8, RSS), "u", "en", NOW)
+    assert post.title == "<!ENTITY x> explained"

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
+import pytest
+
 from pipeline.text import (
+    MAX_DEPTH,
     canonical_url,
+    cap_depth,
     http_url,
     one_line,
     plain_text,
@@ -112,3 +119,62 @@ def test_french_no_break_spaces_survive() -> None:
     title = "Le buzz IT\u00a0: «\u202fsécurité\u202f»\r\n  et   plus"
     assert plain_text(title) == "Le buzz IT\u00a0: «\u202fsécurité\u202f» et plus"
     assert plain_text(f"<p>{title}</p>") == "Le buzz IT\u00a0: «\u202fsécurité\u202f» et plus"
+
+
+# Nesting depth (helper D, issue 11) ------------------------------------------------------------
+
+DEEP = 100_000
+
+
+def _depth(html_text: str) -> int:
+    """The deepest nesting of the tags in well-formed `html_text` (void tags excluded)."""
+    deepest = depth = 0
+    for closing, name in re.findall(r"<(/?)([a-z][a-z0-9]*)", html_text):
+        if name in {"br", "img", "hr"}:
+            continue
+        depth += -1 if closing else 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        pytest.param("<blockquote>" * DEEP + "deep" + "</blockquote>" * DEEP, id="nested"),
+        pytest.param("<blockquote>deep" * DEEP, id="never-closed"),
+        pytest.param("<span><blockquote></span>deep" * DEEP, id="misnested"),
+        pytest.param("<p><b><blockquote>deep" * DEEP, id="implied-ends"),
+        pytest.param("".join(f'<b class="c{n}"><i>deep' for n in range(DEEP)), id="formatting"),
+        pytest.param("<ul><li>deep" * DEEP, id="lists"),
+        pytest.param("<table><tr><td>deep" * DEEP, id="tables"),
+        pytest.param('<a href=x"y>' + "<blockquote>deep" * DEEP + '">', id="quote-in-value"),
+        pytest.param("<svg><style>" + "<blockquote>deep" * DEEP, id="foreign-raw-text"),
+    ],
+)
+def test_deep_nesting_costs_linear_time_and_keeps_the_text(fragment: str) -> None:
+    """100,000 nested elements: sanitized and reduced to text in seconds, not minutes, with
+    the tree cut at MAX_DEPTH and the text beyond it kept."""
+    started = time.perf_counter()
+    clean = sanitize_html(fragment)
+    text = plain_text(fragment)
+    assert time.perf_counter() - started < 10  # was 67-82 s for one such entry
+    assert _depth(clean) <= 2 * MAX_DEPTH + 2
+    assert text.count("deep") == fragment.count("deep")
+
+
+def test_cap_depth_leaves_shallow_markup_alone_and_flattens_deeper_tags() -> None:
+    """Below the cap nothing changes; beyond it, tags go, text stays, every element is closed
+    and a stray `<` is escaped."""
+    shallow = "<p>One <b>two</b> <a href='https://x.example/'>three</a></p>"
+    assert cap_depth(shallow) == shallow
+    deep = "<div>" * 5 + "a < b<br>c" + "</span>"
+    assert cap_depth(deep, max_depth=3) == ("<div><div><div>a &lt; b<br>c</div></div></div>")
+    assert cap_depth("<p>x<!-- <div> -->y<?php ?>z</p>" * 3, max_depth=1) == ("<p>xyz</p>" * 3)
+
+
+def test_http_url_refuses_malformed_urls() -> None:
+    """A URL that urllib cannot read (a broken IPv6 host, a port out of range) is no URL."""
+    assert http_url("http://[oops/") is None
+    assert http_url("https://blog.example.com:99999/") is None
+    assert canonical_url("http://[oops/") is None
+    assert http_url("http://[::1]:8080/feed") == "http://[::1]:8080/feed"

@@ -1,18 +1,21 @@
 """Which stories go into the next edition. Pure: no I/O.
 
-Translation pairs (known from `pairing`) become one story; related posts are asked of the
-caller's `related` function, which sees the whole edition so that it can keep it out.
+Translation pairs (known from `pairing`) become one story, with how they were paired; related
+posts are asked of the caller's `related` function, which sees the whole edition so that it can
+keep it out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pipeline.config import EditionSection
-from pipeline.models import Edition, Post, Related, Story
+from pipeline.models import Edition, Pairing, Post, Related, Story
 
 RelatedFinder = Callable[[Story, frozenset[str]], dict[str, tuple[Related, ...]]]
+PairingOf = Callable[[str], Pairing | None]  # a post's guid → how it was paired
 
 
 def stories_from(
@@ -54,11 +57,13 @@ def compose(
     related: RelatedFinder,
     now: datetime,
     settings: EditionSection,
+    pairing_of: PairingOf | None = None,
 ) -> Edition | None:
     """The next edition, or None when there is nothing new to send.
 
     At most `max_stories` stories, the newest; the others stay unsent for the next edition.
-    Related posts never come from the edition itself, unless configured otherwise.
+    Related posts never come from the edition itself, unless configured otherwise. A pair's
+    story records how it was paired, when `pairing_of` knows.
     """
     grace = timedelta(hours=settings.translation_grace_hours)
     chosen = stories_from(languages, unsent, translations, now, grace)[: settings.max_stories]
@@ -71,5 +76,14 @@ def compose(
         for guid in (post.guid, translations.get(post.guid, post.guid))
     )
     keep_out = frozenset() if settings.related_from_same_edition else in_edition
-    stories = tuple(Story(posts=story.posts, related=related(story, keep_out)) for story in chosen)
+    stories = tuple(
+        replace(
+            story,
+            related=related(story, keep_out),
+            pair=pairing_of(next(iter(story.posts.values())).guid)
+            if pairing_of and len(story.posts) > 1
+            else None,
+        )
+        for story in chosen
+    )
     return Edition(id=edition_id, created_at=now, languages=tuple(languages), stories=stories)

@@ -14,7 +14,7 @@ from pipeline.fetch import FeedLimits, Outcome, Request, fetch_each, user_agent
 from pipeline.log import log, stage
 from pipeline.models import Post, Related, Story
 from pipeline.pairing import Pair, alternates_in, pair_archive
-from pipeline.postindex import PostIndex
+from pipeline.postindex import PostIndex, Translations
 from pipeline.related import Pick, RelatedIndex, analyze
 
 RECHECK_DAYS = 45  # an unpaired post is paired again while its translation may still appear
@@ -27,7 +27,7 @@ class Curator:
     def __init__(self, settings: Settings, index: PostIndex) -> None:
         self.settings = settings
         self.index = index
-        self.translations: Mapping[str, str] = {}
+        self.translations: Translations = index.translations()
         self.related_indexes: dict[str, RelatedIndex] = {}
 
     def prepare(self, unsent: Mapping[str, Sequence[Post]], now: datetime) -> None:

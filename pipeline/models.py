@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +14,7 @@ class Post:
 
     guid: str
     lang: str
-    url: str
+    url: str  # "" when the entry had no link: archived, never a story nor a related pick
     title: str
     summary: str
     published: datetime
@@ -47,11 +48,91 @@ class Related:
 
 
 @dataclass(frozen=True, slots=True)
+class PairEvidence:
+    """What a translation pair rests on, as `buzz explain` and `edition.json` show it.
+
+    `basis`: "hreflang" (a page names the other), "content" (the two texts agree: `content`
+    is how far, from 0 to 1, and the shared markers say on what), "marketing" (`buzz pair`, a
+    draft's pairs) or "unrecorded" (paired before the evidence was kept, nothing else known).
+    The image, the publication times and the author only support a pair that the content
+    makes.
+    """
+
+    basis: str = "marketing"
+    content: float = 0.0
+    numbers: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    quotes: tuple[str, ...] = ()  # code and quotations
+    stems: int = 0  # word stems shared by matching paragraphs
+    structure: str = ""  # the block structure both posts have, when it is the same
+    same_image: bool = False
+    hours_apart: float = 0.0
+    same_author: bool = False
+
+    def brief(self) -> dict[str, object]:
+        """The `evidence` object of `edition.json`."""
+        doc: dict[str, object] = {"basis": self.basis}
+        if self.basis != "unrecorded":
+            doc |= {
+                "content": round(self.content, 3),
+                "shared": {
+                    "numbers": list(self.numbers),
+                    "names": list(self.names),
+                    "links": list(self.links),
+                    "quotes": list(self.quotes),
+                    "stems": self.stems,
+                },
+                "structure": self.structure,
+                "same_image": self.same_image,
+                "hours_apart": round(self.hours_apart, 1),
+                "same_author": self.same_author,
+            }
+        return doc
+
+    @classmethod
+    def from_brief(cls, doc: dict[str, Any]) -> PairEvidence:
+        """The inverse of `brief`."""
+        shared = doc.get("shared", {})
+        return cls(
+            basis=doc["basis"],
+            content=doc.get("content", 0.0),
+            numbers=tuple(shared.get("numbers", ())),
+            names=tuple(shared.get("names", ())),
+            links=tuple(shared.get("links", ())),
+            quotes=tuple(shared.get("quotes", ())),
+            stems=shared.get("stems", 0),
+            structure=doc.get("structure", ""),
+            same_image=doc.get("same_image", False),
+            hours_apart=doc.get("hours_apart", 0.0),
+            same_author=doc.get("same_author", False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """How sure buzz is that a story's two posts translate each other, and why."""
+
+    confidence: float
+    evidence: PairEvidence
+
+    def brief(self) -> dict[str, object]:
+        """The `pair` object of a story in `edition.json`."""
+        return {"confidence": round(self.confidence, 3), "evidence": self.evidence.brief()}
+
+    @classmethod
+    def from_brief(cls, doc: dict[str, Any]) -> Pairing:
+        """The inverse of `brief`."""
+        return cls(doc["confidence"], PairEvidence.from_brief(doc["evidence"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Story:
     """One story of an edition: a post per language (a translation pair, or one alone)."""
 
     posts: dict[str, Post]
     related: dict[str, tuple[Related, ...]] = field(default_factory=dict)
+    pair: Pairing | None = None  # for a translation pair
 
     @property
     def published(self) -> datetime:
@@ -79,6 +160,7 @@ class Edition:
     stories: tuple[Story, ...]
     subjects: dict[str, str] = field(default_factory=dict)  # marketing's, per language
     intros: dict[str, str] = field(default_factory=dict)
+    draft_digest: str = ""  # the draft.toml this build applied (see `draft.digest`)
 
     def stories_in(self, lang: str) -> tuple[Story, ...]:
         """The stories that have a post in `lang`, in edition order."""
@@ -92,6 +174,8 @@ class Edition:
             doc["related"] = {
                 lang: [rel.brief() for rel in picks] for lang, picks in story.related.items()
             }
+            if story.pair is not None:
+                doc["pair"] = story.pair.brief()
             stories.append(doc)
         return {
             "id": self.id,

@@ -1,13 +1,17 @@
 """Pair each post of one language with its translation in the other. Pure: no I/O.
 
-Evidence, combined into one confidence from 0 to 1:
-- the `hreflang` alternate links of each post's web page (decisive when present: a page that
-  names its translation settles it, and a page that names another one rules this one out);
-- the same featured-image file (WordPress size and language suffixes ignored);
-- publication times close together;
-- the same author;
-- shared "markers" that survive translation: numbers, names in capitals, external links;
-- the same HTML structure (paragraphs, list items, links, headings): translators keep it.
+A pair rests on what the two texts say. Decisive when present, the `hreflang` alternate links
+of the post pages: a page that names its translation settles it, one that names another post
+rules this one out. Otherwise the contents must agree: the markers that survive translation —
+numbers, names (capitalised words, acronyms, product names), external links, code and
+quotations — and word stems that both languages share (`sécurité`/`security`), counted where
+they stand: block by block (paragraphs, list items, headings) when the two posts have the same
+structure, as translators keep it, else in the blocks over the same stretch of the text (a
+paragraph merged or split, a list made of paragraphs). Two posts on one subject share words,
+but not in the same places. That content score has a floor: below it there is no pair,
+however strong the rest.
+The same featured-image file, close publication times and the same author only support a pair
+the content makes: companies reuse stock photos, and one author writes many posts.
 
 The assignment maximises the total confidence over all candidates at once (the Hungarian
 algorithm), not greedily, and keeps only pairs above a minimum confidence: a wrong pair is
@@ -18,39 +22,52 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
 from html.parser import HTMLParser
+from itertools import accumulate, groupby, pairwise
 from posixpath import basename
 from urllib.parse import urlsplit
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.models import Post
+from pipeline.models import PairEvidence, Pairing, Post
 from pipeline.text import canonical_url, text_of_clean_html
 
 MIN_CONFIDENCE = 0.5
 DECISIVE = 1.0
+CONTENT_FLOOR = 0.22  # below: never a pair, whatever the image, the dates and the author
+CONTENT_FULL = 0.35  # content agreeing this much pairs on its own
+SUPPORT = 0.45  # the most that the image, the dates and the author add, above the floor
 _IMAGE_VARIANT = re.compile(r"(?:[-_](?:en|fr|eng|fra|\d+x\d+|scaled|e\d{10,}))+$")
-_NUMBER = re.compile(r"\d[\d\s.,\u00a0\u202f]*\d|\d")
-_NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][\w-]*(?:\s+[A-Z0-9][\w-]*)*")
+_BLOCK = re.compile(r"<(p|h[2-6]|li|blockquote|pre|td|th|figcaption)\b[^>]*>(.*?)</\1>", re.S)
+_WORD = re.compile(r"[^\W\d_][\w’'-]*")
+_LETTERS = re.compile(r"[^\W\d_]+")  # words without their elisions: l’infrastructure
+_NUMBER = re.compile(r"\d{1,3}(?:[ ,.\u00a0\u202f]\d{3})+(?!\d)|\d+(?:[.,]\d+)?")
+_QUOTE = re.compile(r"“([^”]{3,80})”|«\s*([^»]{3,80}?)\s*»|\"([^\"]{3,80})\"")
+_CODE = re.compile(r"<code>(.*?)</code>", re.S)
 _HREF = re.compile(r'href="([^"]+)"')
-_STRUCTURE_TAGS = ("<p>", "<li>", "<a ", "<h2>", "<h3>", "<strong>", "<img ")
+_SENTENCE_START = frozenset('.!?:;«»“”"(')
+_STEM_WORD, _STEM = 6, 4  # a word of 6+ letters counts by its first 4: optimisation/optimization
+_MAX_BLOCKS = 300  # a post's first 300 blocks say enough, and keep the comparison quick
 _TIME_SCALE_H = 36.0
 
 Alternates = Mapping[str, Mapping[str, str]]
+MARKETING = PairEvidence(basis="marketing")
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """A post and its translation, with how sure the pairing is."""
+    """A post and its translation, with how sure the pairing is and why."""
 
     first: Post
     second: Post
     confidence: float
+    evidence: PairEvidence = MARKETING  # a pair made by hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,28 +78,131 @@ class Overrides:
     broken: frozenset[tuple[str, str]] = frozenset()
 
 
-@lru_cache(maxsize=8192)
-def _markers(post: Post) -> frozenset[str]:
-    body = text_of_clean_html(post.content_html)
-    text = f"{post.title}. {post.summary} {body}"
-    numbers = {re.sub(r"\D", "", n) for n in _NUMBER.findall(text)}
-    names = {name.lower() for name in _NAME.findall(text) if len(name) > 2}
-    links = {url for href in _HREF.findall(post.content_html) if (url := canonical_url(href))}
-    external = {url for url in links if urlsplit(url).netloc != urlsplit(post.url).netloc}
-    return frozenset({n for n in numbers if len(n) > 1} | names | external)
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A post's text as pairing compares it: its blocks (paragraphs, list items, headings)
+    in order, and the markers each holds, by kind (`n` numbers, `w` names, `l` external links,
+    `q` code and quotations, `s` word stems)."""
+
+    tags: tuple[str, ...]
+    markers: tuple[frozenset[tuple[str, str]], ...]
+    spans: tuple[tuple[float, float], ...]  # where each block lies in the text, from 0 to 1
+    where: Mapping[tuple[str, str], tuple[tuple[float, float], ...]]  # marker → its blocks' spans
+    size: int  # markers in all blocks
+    spelled: Mapping[str, str]  # each name's key → the name as written
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents: `Québec` → `quebec`."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def _capitalised(text: str) -> Iterator[tuple[str, str, bool]]:
+    """Each capitalised word: its key (`quebec`), as written, and whether it proves to be a
+    name where it stands — inside a sentence, or an acronym or CamelCase word anywhere."""
+    for match in _WORD.finditer(text):
+        word = match.group()
+        inner = word[1:] != word[1:].lower()
+        key = _fold(word).strip("’'-")
+        if not (inner or word[0].isupper()) or len(key) < 2:
+            continue
+        i = match.start() - 1
+        while i >= 0 and text[i].isspace():
+            i -= 1
+        yield key, word, inner or (i >= 0 and text[i] not in _SENTENCE_START)
+
+
+def _markers(
+    fragment: str, text: str, names: Mapping[str, str], own_site: str
+) -> frozenset[tuple[str, str]]:
+    digits = (re.sub(r"\D", "", number) for number in _NUMBER.findall(text))
+    links = (canonical_url(href) for href in _HREF.findall(fragment))
+    quotes = [next(filter(None, groups)) for groups in _QUOTE.findall(text)]
+    quotes += [text_of_clean_html(code) for code in _CODE.findall(fragment)]
+    return frozenset(
+        {("n", number) for number in digits if len(number) > 1}
+        | {("w", name) for name in names}
+        | {("l", url) for url in links if url and urlsplit(url).netloc != own_site}
+        | {("q", " ".join(_fold(quote).split())) for quote in quotes}
+        | {("s", word[:_STEM]) for word in _LETTERS.findall(_fold(text)) if len(word) >= _STEM_WORD}
+    )
 
 
 @lru_cache(maxsize=8192)
-def _structure(post: Post) -> tuple[int, ...]:
-    return tuple(post.content_html.count(tag) for tag in _STRUCTURE_TAGS)
+def _text(post: Post) -> _Text:
+    """The post's blocks and markers (its summary as one block when it has no blocks)."""
+    own_site = urlsplit(post.url).netloc
+    found = _BLOCK.findall(post.content_html)[:_MAX_BLOCKS] or [
+        ("p", post.content_html or post.summary)
+    ]
+    texts = [text_of_clean_html(fragment) for _, fragment in found]
+    capitalised = [list(_capitalised(text)) for text in texts]
+    common = {_fold(w) for text in texts for w in set(_WORD.findall(text)) if w[0].islower()}
+    # a name is a capitalised word that is not a common word written with a capital, seen
+    # inside a sentence somewhere in the post: then it is a name at a sentence's start too
+    proven = {key for words in capitalised for key, _, inside in words if inside} - common
+    spelled: dict[str, str] = {}
+    markers = []
+    for (_, fragment), text, words in zip(found, texts, capitalised, strict=True):
+        names = {key: word for key, word, _ in words if key in proven}
+        markers.append(_markers(fragment, text, names, own_site))
+        spelled = names | spelled
+    ends = [0, *accumulate(max(len(text), 1) for text in texts)]
+    spans = tuple((start / ends[-1], end / ends[-1]) for start, end in pairwise(ends))
+    where: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for block, span in zip(markers, spans, strict=True):
+        for marker in block:
+            where.setdefault(marker, []).append(span)
+    return _Text(
+        tags=tuple(tag for tag, _ in found),
+        markers=tuple(markers),
+        spans=spans,
+        where={marker: tuple(found_at) for marker, found_at in where.items()},
+        size=sum(map(len, markers)),
+        spelled=spelled,
+    )
 
 
-def _image_file(post: Post) -> str | None:
+def _agreement(a: _Text, b: _Text) -> float:
+    """How far two texts agree, from 0 to 1: the share of their markers that the other text
+    holds in the same place — in the same block when both have the same block structure, else
+    in a block over the same stretch of the text (a translator merged or split paragraphs, or
+    made a list of them)."""
+    if not a.size + b.size:
+        return 0.0
+    if a.tags == b.tags:
+        matched = 2 * sum(len(x & y) for x, y in zip(a.markers, b.markers, strict=True))
+    else:
+        matched = _found_near(a, b) + _found_near(b, a)
+    return matched / (a.size + b.size)
+
+
+def _found_near(a: _Text, b: _Text) -> int:
+    """How many of `a`'s markers `b` holds in a block overlapping the stretch of their own."""
+    return sum(
+        any(other_start < end and start < other_end for other_start, other_end in b.where[m])
+        for (start, end), block in zip(a.spans, a.markers, strict=True)
+        for m in block
+        if m in b.where
+    )
+
+
+def _structure(tags: Sequence[str]) -> str:
+    """`p p li×3 p`: the block tags in order, runs of list items counted."""
+    runs = ((tag, len(list(group))) for tag, group in groupby(tags))
+    return " ".join(f"{tag}×{n}" if tag == "li" else " ".join([tag] * n) for tag, n in runs)
+
+
+@lru_cache(maxsize=8192)
+def _image_file(image: str | None) -> str | None:
     """The image's file stem without WordPress size or language suffixes
     (`chat-fr-1024x576.jpg` → `chat`): translations often get their own copy."""
-    if not post.image:
+    if not image:
         return None
-    stem = basename(urlsplit(post.image).path).lower().rpartition(".")[0]
+    stem = basename(urlsplit(image).path).lower().rpartition(".")[0]
     return _IMAGE_VARIANT.sub("", stem) or None
 
 
@@ -92,29 +212,70 @@ def _declared(post: Post, lang: str, alternates: Alternates) -> str | None:
     return canonical_url(declared) if declared else None
 
 
-def confidence(a: Post, b: Post, alternates: Alternates | None = None) -> float:
-    """How sure we are that `b` translates `a`, from 0 to 1."""
-    alternates = alternates or {}
+def _score(a: Post, b: Post, alternates: Alternates) -> tuple[float, str, float]:
+    """The confidence that `b` translates `a`, what it rests on, and the content agreement.
+
+    Without a decisive `hreflang`: (1 − SUPPORT) × min(content / CONTENT_FULL, 1), plus — only
+    when the content reaches CONTENT_FLOOR — SUPPORT × the support of image, dates and author.
+    Below the floor the most is (1 − SUPPORT) × CONTENT_FLOOR / CONTENT_FULL, under
+    MIN_CONFIDENCE: image, dates and author, however strong together, never make a pair.
+    """
+    content = _agreement(_text(a), _text(b))
     a_says, b_says = _declared(a, b.lang, alternates), _declared(b, a.lang, alternates)
     if a_says == b.url or b_says == a.url:
-        return DECISIVE
+        return DECISIVE, "hreflang", content
     if a_says or b_says:
-        return 0.0  # a page names its translation, and it is another post
-    score = 0.0
-    if _image_file(a) and _image_file(a) == _image_file(b):
-        score += 0.4
-    hours = abs((a.published - b.published).total_seconds()) / 3600
-    score += 0.2 * math.exp(-hours / _TIME_SCALE_H)
-    if a.author and a.author == b.author:
-        score += 0.1
-    marks_a, marks_b = _markers(a), _markers(b)
-    if marks_a and marks_b:
-        score += 0.3 * len(marks_a & marks_b) / len(marks_a | marks_b)
-    shape_a, shape_b = _structure(a), _structure(b)
-    if any(shape_a) and any(shape_b):
-        differences = sum(abs(x - y) for x, y in zip(shape_a, shape_b, strict=True))
-        score += 0.2 / (1 + differences)
-    return min(score, 1.0)
+        return 0.0, "hreflang", content  # a page names its translation, and it is another post
+    score = (1 - SUPPORT) * min(content / CONTENT_FULL, 1.0)
+    if content >= CONTENT_FLOOR:  # the rest only supports what the content makes
+        score += SUPPORT * (
+            0.5 * _same_image(a, b)
+            + 0.35 * math.exp(-_hours_apart(a, b) / _TIME_SCALE_H)
+            + 0.15 * _same_author(a, b)
+        )
+    return score, "content", content
+
+
+def _same_image(a: Post, b: Post) -> bool:
+    return _image_file(a.image) is not None and _image_file(a.image) == _image_file(b.image)
+
+
+def _same_author(a: Post, b: Post) -> bool:
+    return bool(a.author) and a.author == b.author
+
+
+def _hours_apart(a: Post, b: Post) -> float:
+    return abs((a.published - b.published).total_seconds()) / 3600
+
+
+def confidence(a: Post, b: Post, alternates: Alternates | None = None) -> float:
+    """How sure we are that `b` translates `a`, from 0 to 1."""
+    return _score(a, b, alternates or {})[0]
+
+
+def assess(a: Post, b: Post, alternates: Alternates | None = None) -> tuple[float, PairEvidence]:
+    """`confidence`, and the evidence it rests on."""
+    score, basis, content = _score(a, b, alternates or {})
+    text_a, text_b = _text(a), _text(b)
+    shared = frozenset().union(*text_a.markers) & frozenset().union(*text_b.markers)
+
+    def kind(name: str) -> tuple[str, ...]:
+        return tuple(sorted(value for k, value in shared if k == name))
+
+    structure = _structure(text_a.tags)
+    return score, PairEvidence(
+        basis=basis,
+        content=content,
+        numbers=kind("n"),
+        names=tuple(text_a.spelled[key] for key in kind("w")),
+        links=kind("l"),
+        quotes=kind("q"),
+        stems=len(kind("s")),
+        structure=structure if structure == _structure(text_b.tags) else "",
+        same_image=_same_image(a, b),
+        hours_apart=_hours_apart(a, b),
+        same_author=_same_author(a, b),
+    )
 
 
 def pair(
@@ -125,7 +286,7 @@ def pair(
 ) -> tuple[list[Pair], list[Post]]:
     """The translation pairs between two languages' posts, and the posts left without one."""
     forced = [
-        Pair(a, b, DECISIVE)
+        Pair(a, b, DECISIVE, replace(assess(a, b)[1], basis="marketing"))
         for a in first
         for b in second
         if (a.guid, b.guid) in overrides.forced or (b.guid, a.guid) in overrides.forced
@@ -156,7 +317,7 @@ def _assign(
     scores[scores < MIN_CONFIDENCE] = 0.0
     rows, cols = linear_sum_assignment(scores, maximize=True)
     return [
-        Pair(first[i], second[j], float(scores[i, j]))
+        Pair(first[i], second[j], *assess(first[i], second[j], alternates))
         for i, j in zip(rows, cols, strict=True)
         if scores[i, j] >= MIN_CONFIDENCE
     ]
@@ -190,12 +351,11 @@ def pair_archive(
         if post.guid in taken or not second:
             continue
         partner = by_url.get(_declared(post, second[0].lang, alternates) or "")
-        if (
-            partner is not None
-            and frozenset((post.guid, partner.guid)) not in never
-            and confidence(post, partner, alternates) == DECISIVE
-        ):
-            pairs.append(Pair(post, partner, DECISIVE))
+        if partner is None or frozenset((post.guid, partner.guid)) in never:
+            continue
+        score, evidence = assess(post, partner, alternates)
+        if score == DECISIVE:
+            pairs.append(Pair(post, partner, DECISIVE, evidence))
             taken |= {post.guid, partner.guid}
     rest_a = sorted((p for p in first if p.guid not in taken), key=lambda p: p.published)
     rest_b = sorted((p for p in second if p.guid not in taken), key=lambda p: p.published)
@@ -239,3 +399,40 @@ def alternates_in(page: str) -> dict[str, str]:
     head_end = page.lower().find("</head>")
     parser.feed(page[: head_end if head_end >= 0 else 200_000])
     return parser.found
+
+
+_BASES = {
+    "hreflang": "the two pages name each other (hreflang)",
+    "content": "the two texts agree",
+    "marketing": "paired by hand (`buzz pair` or the draft)",
+    "unrecorded": "paired before buzz recorded its evidence",
+}
+
+
+def describe(pairing: Pairing) -> list[str]:
+    """What made a pair, for a person: its basis and confidence, then (indented) the markers
+    the two texts share, their structure, and what supports the pair."""
+    e = pairing.evidence
+    lines = [f"paired: {_BASES[e.basis]}, confidence {pairing.confidence:.2f}"]
+    if e.basis == "unrecorded":
+        return lines
+    kinds = (("numbers", e.numbers), ("names", e.names), ("links", e.links))
+    shared = [f"{label} {', '.join(values)}" for label, values in kinds if values]
+    shared += [f"quotations and code {', '.join(e.quotes)}"] if e.quotes else []
+    shared += [f"{e.stems} word stems"] if e.stems else []
+    lines.append(
+        f"  content {e.content:.2f} (a pair needs {CONTENT_FLOOR:.2f}): "
+        + ("; ".join(shared) or "nothing shared")
+    )
+    lines.append(f"  same structure: {e.structure}" if e.structure else "  different structures")
+    lines.append(
+        "  supporting: "
+        + ", ".join(
+            (
+                "same image" if e.same_image else "different images",
+                f"published {e.hours_apart:.0f} h apart",
+                "same author" if e.same_author else "different authors",
+            )
+        )
+    )
+    return lines

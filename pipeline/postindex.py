@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.models import Post
+from pipeline.models import PairEvidence, Pairing, Post
 from pipeline.pairing import Overrides, Pair
 from pipeline.store import Store, post_from_doc
 
@@ -46,22 +46,36 @@ class TermMatrix:
 
 
 class Translations(Mapping[str, str]):
-    """guid → the guid of its translation, read from the store as asked (and remembered)."""
+    """guid → the guid of its translation, read from the store as asked (and remembered),
+    with how sure pairing was and why (`pairing`)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.known: dict[str, str | None] = {}
+        self.known: dict[str, tuple[str, Pairing] | None] = {}
 
-    def __getitem__(self, guid: str) -> str:
+    def _row(self, guid: str) -> tuple[str, Pairing] | None:
         if guid not in self.known:
             row = self.db.execute(
-                "SELECT partner FROM translations WHERE guid = ?", (guid,)
+                "SELECT partner, confidence, evidence FROM translations WHERE guid = ?", (guid,)
             ).fetchone()
-            self.known[guid] = row[0] if row else None
-        partner = self.known[guid]
-        if partner is None:
+            evidence = (
+                PairEvidence.from_brief(json.loads(row[2]))
+                if row and row[2]
+                else PairEvidence(basis="unrecorded")
+            )
+            self.known[guid] = (row[0], Pairing(row[1], evidence)) if row else None
+        return self.known[guid]
+
+    def __getitem__(self, guid: str) -> str:
+        found = self._row(guid)
+        if found is None:
             raise KeyError(guid)
-        return partner
+        return found[0]
+
+    def pairing(self, guid: str) -> Pairing | None:
+        """How `guid` was paired with its translation (None: it has none)."""
+        found = self._row(guid)
+        return found[1] if found else None
 
     def __iter__(self) -> Iterator[str]:
         return (row[0] for row in self.db.execute("SELECT guid FROM translations"))
@@ -124,9 +138,10 @@ class PostIndex:
         return {row["term"]: row["id"] for row in rows}
 
     def term_matrix(self, lang: str, now: datetime) -> TermMatrix:
-        """Every published, analysed post of `lang`, in one sparse matrix."""
+        """Every published, analysed post of `lang` that has a link, in one sparse matrix (a
+        post without one cannot be a related pick)."""
         where = "FROM post_terms t JOIN posts p ON p.guid = t.guid "
-        where += "WHERE t.lang = ? AND p.published <= ?"
+        where += "WHERE t.lang = ? AND p.published <= ? AND p.url != ''"
         bounds = (lang, now.astimezone(UTC).isoformat())
         size, total = self.db.execute(
             f"SELECT count(*), coalesce(sum(length(t.weights)), 0) {where}", bounds
@@ -196,11 +211,12 @@ class PostIndex:
         """Record translation pairs (both ways) and mark the posts that pairing examined."""
         with self.store.transaction() as tx:
             for p in pairs:
+                evidence = json.dumps(p.evidence.brief(), ensure_ascii=False)
                 for a, b in ((p.first, p.second), (p.second, p.first)):
                     tx.execute(
-                        "INSERT OR REPLACE INTO translations (guid, partner, confidence, source) "
-                        "VALUES (?, ?, ?, ?)",
-                        (a.guid, b.guid, p.confidence, source),
+                        "INSERT OR REPLACE INTO translations "
+                        "(guid, partner, confidence, source, evidence) VALUES (?, ?, ?, ?, ?)",
+                        (a.guid, b.guid, p.confidence, source, evidence),
                     )
             tx.executemany(
                 "UPDATE posts SET pair_checked = 1 WHERE guid = ?",

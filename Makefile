@@ -29,7 +29,7 @@ system-deps: ## Install what the quality tests use: SpamAssassin, Chromium, Node
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing:$$missing — install them (sudo apt-get install$$missing)"; fi; \
 	fi
-	@test -d bench/node/node_modules/mjml || (cd bench/node && npm install --silent --no-audit --no-fund >/dev/null)
+	@test -d bench/node/node_modules/mjml -a -d bench/node/node_modules/@jsx-email/doiuse-email || (cd bench/node && npm install --silent --no-audit --no-fund >/dev/null)
 
 test: $(STAMP) system-deps ## Run the whole test suite
 	$(BIN)/pytest

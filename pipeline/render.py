@@ -21,8 +21,9 @@ import jinja2
 import mjml
 from babel.dates import format_date
 
+from pipeline import patterns
 from pipeline.models import Edition, Story
-from pipeline.text import collapse_spaces, french_spacing, shorten, with_utm
+from pipeline.text import TYPOGRAPHY, collapse_spaces, shorten, with_utm
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SUBJECT_LIMIT = 150
@@ -46,6 +47,7 @@ class Rendered:
     """One language of an edition, rendered, with its per-recipient placeholders."""
 
     lang: str
+    edition_id: str
     subject: str
     preheader: str
     html: str
@@ -87,14 +89,15 @@ def _environment() -> jinja2.Environment:
 
 
 def _story_view(
-    story: Story, lang: str, locale: str, links: Callable[[str, str], str]
+    story: Story,
+    lang: str,
+    locale: str,
+    links: Callable[[str, str], str],
+    typography: Callable[[str], str],
 ) -> dict[str, Any]:
     post = story.posts[lang]
-    typography = french_spacing if lang == "fr" else str
     return {
         "title": typography(post.title),
-        # mjml-python writes a no-break space inside an attribute as "\u{a0}": plain spaces
-        "alt": post.title.replace("\u00a0", " ").replace("\u202f", " "),
         "url": links(post.url, ""),
         "image": post.image,
         "summary": typography(post.summary),
@@ -122,33 +125,36 @@ def render(
     {titles} (the other stories' titles) and {summary} (the first story's), else {titles}."""
     words = strings(lang)
     locale = words["locale"]
+    typeset = TYPOGRAPHY[words["typography"]]  # every text below goes through it, once
     stories = [
-        _story_view(story, lang, locale, _links(utm_source, edition.id, position))
+        _story_view(story, lang, locale, _links(utm_source, edition.id, position), typeset)
         for position, story in enumerate(edition.stories_in(lang), start=1)
     ]
     filled = {
-        key: value.format(name=name, company=sender.company, title="{title}")
+        key: typeset(value.format(name=name, company=sender.company, title="{title}"))
         for key, value in words.items()
     }
     pattern = edition.subjects.get(lang) or subject_pattern or words["subject"]
-    subject = pattern.replace("{name}", name).replace("{title}", stories[0]["title"])
-    subject = shorten(collapse_spaces(subject), SUBJECT_LIMIT)  # text, not HTML: keep "<"
+    subject = patterns.fill(pattern, {"name": name, "title": stories[0]["title"]})
+    subject = shorten(collapse_spaces(typeset(subject)), SUBJECT_LIMIT)  # text, not HTML: keep "<"
     others = " · ".join(story["title"] for story in stories[1:]) or stories[0]["summary"]
-    preheader = (preheader_pattern or "{titles}").replace("{summary}", stories[0]["summary"])
-    preheader = shorten(collapse_spaces(preheader.replace("{titles}", others)), PREHEADER_LIMIT)
+    preheader = patterns.fill(
+        preheader_pattern or "{titles}", {"titles": others, "summary": stories[0]["summary"]}
+    )
+    preheader = shorten(collapse_spaces(typeset(preheader)), PREHEADER_LIMIT)
     nonce = secrets.token_hex(8)
     placeholders = {"unsubscribe_url": f"https://buzz.invalid/{nonce}/unsubscribe"}
     context = {
         "t": filled,
-        "name": name,
+        "name": typeset(name),
         "locale_tag": locale.replace("_", "-"),
         "subject": subject,
         "preheader": preheader,
         "edition_date": format_date(edition.created_at, format="long", locale=locale),
         "stories": stories,
-        "intro": edition.intros.get(lang, ""),
-        "company": sender.company,
-        "postal_address": sender.postal_address,
+        "intro": typeset(edition.intros.get(lang, "")),
+        "company": typeset(sender.company),
+        "postal_address": typeset(sender.postal_address),
         "contact_url": sender.contact_url,
         "logo_url": sender.logo_url,
         "preferences_url": sender.preferences_url,
@@ -158,8 +164,11 @@ def render(
     html_part = mjml.mjml2html(source, disable_comments=True, fonts={})
     # mjml-python writes some characters inside attributes as Rust escapes ("\u{a0}")
     html_part = _RUST_ESCAPE.sub(lambda m: f"&#x{m[1]};", html_part)
-    text_part = _environment().get_template("newsletter.txt.j2").render(context)
-    return Rendered(lang, subject, preheader, html_part, text_part, placeholders, source)
+    # the text part's own punctuation ("Lire la suite: URL") is typeset with the rest
+    text_part = typeset(_environment().get_template("newsletter.txt.j2").render(context))
+    return Rendered(
+        lang, edition.id, subject, preheader, html_part, text_part, placeholders, source
+    )
 
 
 def _links(source: str | None, campaign: str, position: int) -> Callable[[str, str], str]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+from dataclasses import replace
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
 
 import pytest
 
-from pipeline.message import ListOptions, MessageTemplate, list_id
+from pipeline.message import HeaderTooLong, ListOptions, MessageTemplate, list_id
 from pipeline.models import Edition, Recipient, Story
 from pipeline.render import Rendered, Sender, render
 from tests.helpers import make_post
@@ -97,8 +99,7 @@ def test_a_name_with_line_breaks_cannot_add_headers() -> None:
 def test_hostile_text_encodes_to_valid_quoted_printable(text: str) -> None:
     """Lines of at most 76 characters, no bare CR, and the decoded text is the text."""
     rendered = _rendered()
-    hostile = Rendered(rendered.lang, rendered.subject, rendered.preheader, rendered.html,
-                       text + rendered.text, rendered.placeholders)  # fmt: skip
+    hostile = replace(rendered, text=text + rendered.text)
     template = MessageTemplate(hostile, "IT Buzz <buzz@news.example.com>", OPTIONS)
     raw = template.for_recipient(Recipient("a@example.com", "fr"), UNSUBSCRIBE, NOW)
     body = raw.split(b"\r\n\r\n", 1)[1]
@@ -108,3 +109,57 @@ def test_hostile_text_encodes_to_valid_quoted_printable(text: str) -> None:
     decoded = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     expected = text.replace("\r\n", "\n").replace("\r", "\n")
     assert decoded.replace("\r\n", "\n").startswith(expected)
+
+
+def _raw(rendered: Rendered, url: str, options: ListOptions = OPTIONS, prefix: str = "") -> bytes:
+    template = MessageTemplate(rendered, "Le buzz IT <buzz@news.example.com>", options, prefix)
+    name = "Marie-Ève Bélanger-Côté de la Très Longue Lignée des Tremblay du Saguenay"
+    return template.for_recipient(Recipient("me@example.com", "fr", name), url, NOW)
+
+
+def test_long_headers_are_folded_at_78_and_decode_back() -> None:
+    """A 150-character subject, a long name, List-Id and List-Unsubscribe with long URLs:
+    every header line is at most 78 characters (List-Unsubscribe folded between its URLs),
+    and each header decodes back to its value."""
+    title = "Sécurité infonuagique : " + "les nouveautés de la semaine " * 6
+    rendered = _rendered(title)
+    url = "https://example.com/unsubscribe?token=" + "a" * 15
+    raw = _raw(rendered, url)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert len(rendered.subject) > 78
+    assert msg["Subject"] == rendered.subject
+    # RFC 2047 decoding (email.header): the modern parser mis-joins an address's display
+    # name split inside a word across two encoded words, which RFC 2047 allows
+    to = str(make_header(decode_header(email.message_from_bytes(raw)["To"])))
+    assert to == (
+        "Marie-Ève Bélanger-Côté de la Très Longue Lignée des Tremblay du Saguenay <me@example.com>"
+    )
+    assert msg["List-Unsubscribe"] == (
+        f"<{url}>, <mailto:unsubscribe@news.example.com?subject=unsubscribe>"
+    )
+
+
+def test_a_url_longer_than_a_line_stays_whole_within_the_hard_limit() -> None:
+    """A 500-character unsubscribe URL is kept whole on its own line (≤ 998); one that cannot
+    fit any line is refused with HeaderTooLong, for that recipient only."""
+    long_url = "https://example.com/unsubscribe?token=" + "b" * 460
+    raw = _raw(_rendered(), long_url)
+    lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert f"List-Unsubscribe: <{long_url}>,".encode() in lines
+    assert max(len(line) for line in lines) <= 998
+    with pytest.raises(HeaderTooLong):
+        _raw(_rendered(), "https://example.com/u?t=" + "c" * 1000)
+
+
+def test_feedback_id_names_edition_language_mail_type_and_sender() -> None:
+    """Gmail's Feedback-ID: `<edition>:<lang>:newsletter|proof:<sender id>`, four fields, the
+    same for every recipient; none without a sender id."""
+    options = replace(OPTIONS, feedback_sender="buzz-news")
+    rendered = _rendered()
+    sent = email.message_from_bytes(_raw(rendered, UNSUBSCRIBE, options))
+    proof = email.message_from_bytes(_raw(rendered, UNSUBSCRIBE, options, "[Épreuve]"))
+    assert sent["Feedback-ID"] == "e:fr:newsletter:buzz-news"
+    assert proof["Feedback-ID"] == "e:fr:proof:buzz-news"
+    assert email.message_from_bytes(_raw(rendered, UNSUBSCRIBE))["Feedback-ID"] is None

@@ -62,32 +62,46 @@ def test_chromium_lays_out_each_language_without_horizontal_overflow(
 ) -> None:
     """In a frame as wide as a phone (375 px) or the email (600 px), nothing is wider."""
     _tool("chromium")
-    content, frame, page_lang = screenshots.measure(edition, lang, width)
-    assert content <= frame, f"{lang} at {width}px: content {content}px in {frame}px"
-    assert page_lang == f"{lang}-CA"
+    layout = screenshots.measure(edition, lang, width)
+    assert layout.content_width <= layout.frame_width == width, f"{lang} at {width}px: {layout}"
+    assert layout.lang == f"{lang}-CA"
 
 
-def test_preview_saves_screenshots_for_a_person(edition: Path) -> None:
-    """`buzz preview --screenshots` saves each language at both widths as PNG pictures."""
+def test_preview_saves_whole_screenshots_and_nothing_else(edition: Path) -> None:
+    """`buzz preview --screenshots` saves each language at 375 and 600 px, light and dark:
+    PNGs exactly as wide as the width and as tall as the whole email (footer included, no
+    scrollbar), and adds nothing else to the edition folder."""
     import os
+    import struct
     import sys
 
     _tool("chromium")
+    before = {path.name for path in edition.iterdir()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUZZ_")}
     subprocess.run([sys.executable, "-m", "pipeline", "preview", "--screenshots"],
                    cwd=edition.parent.parent.parent.parent, env=env, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
-    for name in ("en-375.png", "en-600.png", "fr-375.png", "fr-600.png"):
-        assert (edition / name).read_bytes().startswith(b"\x89PNG"), name
+    pictures = {f"{lang}-{width}{dark}.png" for lang in ("en", "fr") for width in (375, 600)
+                for dark in ("", "-dark")}  # fmt: skip
+    assert {path.name for path in edition.iterdir()} - before == pictures | {"preview.html"}
+    for name in sorted(pictures):
+        lang, width = name.split("-")[0], int(name.split("-")[1].removesuffix(".png"))
+        data = (edition / name).read_bytes()
+        assert data.startswith(b"\x89PNG"), name
+        size = struct.unpack(">II", data[16:24])  # the IHDR chunk: width, height
+        assert size == (width, screenshots.measure(edition, lang, width).height), name
+    light, dark = (edition / "en-600.png").read_bytes(), (edition / "en-600-dark.png").read_bytes()
+    assert light != dark
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_images_have_alt_and_links_have_text(edition: Path, lang: str) -> None:
-    """Accessibility basics: every <img> has a non-empty alt; every link has words."""
+    """Accessibility basics: every <img> has an alt (empty for a decorative one); every link
+    has words."""
     page = (edition / f"{lang}.html").read_text()
     images = re.findall(r"<img\b[^>]*>", page)
     assert images
-    assert all(re.search(r'alt="[^"]+"', image) for image in images)
+    assert all(re.search(r'alt="[^"]*"', image) for image in images)
     links = re.findall(r"<a\b[^>]*>(.*?)</a>", page, flags=re.S)
     texts = [  # a link's name: its words, else the alt text of its image
         re.sub(r"<[^>]+>", "", link).strip() or " ".join(re.findall(r'alt="([^"]+)"', link))

@@ -154,19 +154,19 @@ def test_logo_preferences_link_and_configured_subject() -> None:
                     logo_url="https://blog.example.com/logo.png",
                     preferences_url="https://example.com/prefs")  # fmt: skip
     rendered = render(_edition(), "fr", "Le buzz IT", sender, subject_pattern="{title} — {name}")
-    assert '<img alt="Example Inc."' in rendered.html
-    assert 'src="https://blog.example.com/logo.png"' in rendered.html
+    assert re.search(r'<img class="buzz-logo" src="https://blog.example.com/logo.png" '
+                     r'alt="Example Inc\."', rendered.html)  # fmt: skip
     assert "Gérer mes préférences" in rendered.html
-    assert "Gérer mes préférences: https://example.com/prefs" in rendered.text
+    assert "Gérer mes préférences\u00a0: https://example.com/prefs" in rendered.text
     assert rendered.subject == "Les rançongiciels et vous — Le buzz IT"
 
 
-def test_french_no_break_spaces_never_leak_into_attributes() -> None:
-    """mjml-python prints a no-break space in an attribute as a literal \\u{a0}: alt texts
-    carry plain spaces instead."""
+def test_french_no_break_spaces_in_attributes_are_character_references() -> None:
+    """mjml-python prints a no-break space in an attribute as a literal \\u{a0}: buzz turns it
+    into &#xa0;, so the "Read more" name keeps French typography."""
     rendered = render(_edition(title_fr="Sécurité : quoi de neuf ?"), "fr", "Le buzz IT", SENDER)
     assert "\\u{" not in rendered.html
-    assert 'alt="Sécurité : quoi de neuf ?"' in rendered.html
+    assert 'aria-label="Lire la suite&#xa0;: Sécurité&#xa0;: quoi de neuf&#xa0;?"' in rendered.html
 
 
 def test_preheader_follows_its_pattern() -> None:

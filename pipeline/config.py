@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from pipeline import patterns
 from pipeline.errors import ConfigError
 
 SUPPORTED_LANGUAGES = ("en", "fr")
@@ -101,8 +102,8 @@ class LanguageSection(_Section):
     name: OneLine
     feeds: Annotated[list[str], Field(min_length=1)]
     from_: Annotated[str, Field(alias="from")]
-    subject: Annotated[str, AfterValidator(_one_line)] = ""  # a pattern: {name}, {title}
-    preheader: Annotated[str, AfterValidator(_one_line)] = ""  # a pattern: {titles}, {summary}
+    subject: Annotated[patterns.Subject, AfterValidator(_one_line)] = ""
+    preheader: Annotated[patterns.Preheader, AfterValidator(_one_line)] = ""
 
     @field_validator("from_")
     @classmethod
@@ -143,6 +144,8 @@ class SenderSection(_Section):
     contact_url: str
     logo_url: str = ""
     preferences_url: str = ""
+    # Gmail's Feedback-ID SenderId: 5 to 15 letters, digits, '.', '_' or '-'; keep it stable
+    feedback_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{5,15}$")] = "buzz-news"
 
     @field_validator("logo_url", "preferences_url")
     @classmethod
@@ -179,6 +182,12 @@ class DeliverySection(_Section):
     configuration_set: str = ""
     max_send_rate: Annotated[float, Field(ge=0, le=100_000)] = 0
     workers: Annotated[int, Field(ge=1, le=128)] = 16
+    # the circuit breaker: a send stops (exit 75, the rest pending) when the provider has not
+    # answered a call for `breaker_quiet_s`, or when, of its last `breaker_window` calls, at
+    # least `breaker_failure_ratio` were throttled, failed or lost
+    breaker_quiet_s: Annotated[float, Field(gt=0, le=86_400)] = 60
+    breaker_failure_ratio: Annotated[float, Field(gt=0, le=1)] = 0.9
+    breaker_window: Annotated[int, Field(ge=1, le=1_000_000)] = 50
 
 
 class _Document(_Section):

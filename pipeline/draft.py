@@ -8,6 +8,7 @@ file, the line or key, and the problem, and nothing is rebuilt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline import patterns
 from pipeline.config import OneLine, describe_error
 from pipeline.errors import ConfigError
 from pipeline.models import Edition, Story
@@ -25,7 +27,7 @@ FILE = "draft.toml"
 
 class _Language(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    subject: Annotated[str, Field(max_length=200)] = ""
+    subject: Annotated[patterns.Subject, Field(max_length=200)] = ""
     intro: Annotated[str, Field(max_length=2000)] = ""
 
 
@@ -99,6 +101,14 @@ def apply(edition: Edition, adjustments: Adjustments, folder: Path) -> Edition:
     )
 
 
+def digest(folder: Path, edition: Edition) -> str:
+    """A fingerprint of the draft a build of `edition` applies: the bytes of
+    `folder/draft.toml`, or of the template the build is about to write there."""
+    path = folder / FILE
+    data = path.read_bytes() if path.exists() else template(edition).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
 def _named(story: Story, guids: set[str]) -> bool:
     return any(post.guid in guids for post in story.posts.values())
 
@@ -108,7 +118,8 @@ def template(edition: Edition) -> str:
     lines = [
         f"# Adjustments to edition {edition.id}. Edit, save, then run `buzz build`: they are",
         "# kept across rebuilds. An empty value keeps the default. A subject may use {title}",
-        "# (the first story's title) and {name} (the newsletter's name).",
+        "# (the first story's title) and {name} (the newsletter's name); {{ and }} write a",
+        "# literal brace.",
         "",
     ]
     for lang in edition.languages:

@@ -34,7 +34,8 @@ def test_demo_audience_reads_clean() -> None:
 
 
 def test_bad_lines_are_reported_with_their_numbers_and_not_imported(tmp_path: Path) -> None:
-    """Bad address, language, consent and duplicates: each named by line; good lines kept."""
+    """Bad address, language, consent and duplicates: each named by line and column; good
+    lines kept."""
     path = _csv(
         tmp_path,
         "ann@example.com,en,form,2026-01-02T10:00:00-05:00,Ann,Acme\n"
@@ -46,10 +47,15 @@ def test_bad_lines_are_reported_with_their_numbers_and_not_imported(tmp_path: Pa
     )
     result = read_csv(path, ("en", "fr"), TZ)
     assert [sub.email for sub in result.subscribers] == ["ann@example.com"]
-    lines = [problem.split(": ")[0] for problem in result.problems]
-    assert lines == [f"{path}:{n}" for n in (3, 4, 5, 6, 7)]
-    assert "duplicate of line 2" in result.problems[-1]
-    assert "language 'de'" in result.problems[1]
+    assert result.problems == [
+        f"{path}:3: email (column A): 'not-an-address' is not a valid address:"
+        " An email address must have an @-sign.",
+        f"{path}:4: language (column B): 'de' is not a configured language (en, fr)",
+        f"{path}:5: consent_source (column C): empty (CASL: keep how consent was given)",
+        f"{path}:6: consent_at (column D): not a date: 'yesterday'"
+        " (write YYYY-MM-DD or YYYY-MM-DD HH:MM, e.g. 2026-03-14 09:30)",
+        f"{path}:7: email (column A): duplicate of line 2, ignored",
+    ]
 
 
 def test_unknown_columns_are_kept_as_attributes(tmp_path: Path) -> None:

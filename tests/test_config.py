@@ -152,3 +152,40 @@ def test_a_feed_belongs_to_one_language(demo: Path) -> None:
         "languages.fr.feeds: 'demo/feeds/it-buzz-en.xml' is already a feed of languages.en"
         in problem
     )
+
+
+def test_subject_and_preheader_patterns_are_checked_with_every_other_problem(demo: Path) -> None:
+    """A typo in a pattern is `file: key: problem`, reported together with the other errors."""
+    path = demo / "buzz.toml"
+    text = path.read_text()
+    text = text.replace(
+        'from = "IT Buzz <buzz@news.example.com>"',
+        'from = "IT Buzz <buzz@news.example.com>"\nsubject = "{name}: {titel}"',
+    )
+    text = text.replace(
+        'from = "Le buzz IT <buzz@news.example.com>"',
+        'from = "Le buzz IT <buzz@news.example.com>"\npreheader = "{summary:>10} et {title"',
+    )
+    text = text.replace("max_stories = 8", "max_stories = 0")
+    path.write_text(text)
+    problems = _problems(path)
+    assert (
+        f"{path}: languages.en.subject: unknown placeholder {{titel}} (use {{name}}, {{title}})"
+        in problems
+    )
+    [preheader] = [p for p in problems if p.startswith(f"{path}: languages.fr.preheader: ")]
+    assert "{summary:>10}: no conversion or format spec is allowed" in preheader
+    assert "unbalanced brace '{' at character 18" in preheader
+    assert any(p.startswith(f"{path}: edition.max_stories: ") for p in problems)
+
+
+def test_patterns_with_escaped_braces_load(demo: Path) -> None:
+    """`{{` and `}}` are literal braces: such a pattern is valid."""
+    path = demo / "buzz.toml"
+    path.write_text(
+        path.read_text().replace(
+            'from = "IT Buzz <buzz@news.example.com>"',
+            'from = "IT Buzz <buzz@news.example.com>"\nsubject = "{{beta}} {name}: {title}"',
+        )
+    )
+    assert config.load(path).language_settings["en"].subject == "{{beta}} {name}: {title}"

@@ -1,12 +1,15 @@
 """Benchmark of delivery through SES (issue 6), against the local SES stand-in (tests/) with
 30 ms of latency per call, spoken to by the real boto3 client through buzz's real send loop.
 
-`python bench/bench_send.py [--sequential N]`:
+`python bench/bench_send.py [--sequential N] [--only storm]`:
 1. MaxSendRate 200/s, 10,000 recipients: the rate sustained, duplicates, throttling surfaced;
 2. the highest rate one process sustains (the stand-in in another process, no rate limit);
 3. peak memory of the sending process with 1,000 and with 100,000 recipients;
 4. a plain sequential boto3 loop over the same recipients (the first N, default 1,000: at
-   30 ms a call, all 10,000 would take five minutes), for comparison.
+   30 ms a call, all 10,000 would take five minutes), for comparison;
+5. storm vs calm (issue 10): 2,000 recipients at MaxSendRate 100/s, once in calm weather and
+   once with 30 % of calls answered 429 and 2 % answered 500 at random (seeded), side by side:
+   duration, the ratio, missing / duplicates / in doubt, calls, passes and requeues.
 Every server listens on 127.0.0.1 only.
 """
 
@@ -93,6 +96,10 @@ def send(state: Path, workers: int) -> dict[str, float]:
         "sent": report.counts["sent"],
         "failed": report.counts["failed"],
         "in_doubt": report.counts["in_doubt"],
+        "pending": report.counts["pending"],
+        "attempts": report.stats.attempts,
+        "passes": report.stats.passes,
+        "requeued": report.stats.requeued,
         "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
@@ -110,16 +117,17 @@ class StandInProcess:
     """The SES stand-in in a process of its own (so that its work does not share the sending
     process's interpreter lock); `stats()` asks it what it received."""
 
-    def __init__(self, rate: float, enforce: bool) -> None:
+    def __init__(self, rate: float, enforce: bool, storm: tuple[float, float] = (0, 0)) -> None:
         code = (
             f"import json, sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from tests.ses_standin import SesStandIn\n"
             f"with SesStandIn(max_send_rate={rate!r}, latency_s={LATENCY!r}, "
             f"enforce_rate={enforce!r}, keep_content=False, max_24h=-1) as s:\n"
+            f"    s.storm(*{storm!r}, seed=2026)\n"
             "    print(s.url, flush=True)\n"
             "    for line in sys.stdin:\n"
             "        print(json.dumps({'messages': len(s.messages), 'throttled': s.throttled,"
-            " 'unique': len({m.recipients for m in s.messages}),"
+            " 'stormed': s.stormed, 'unique': len({m.recipients for m in s.messages}),"
             " 'max_rate_seen': s.max_rate_seen()}), flush=True)\n"
         )
         self.process = subprocess.Popen(
@@ -155,9 +163,44 @@ def _sequential(recipients: int, url: str) -> float:
     return recipients / (time.perf_counter() - started)
 
 
-def main(sequential: int) -> None:
+STORM_RECIPIENTS = 2_000
+STORM_RATE = 100.0
+
+
+def storm_vs_calm() -> list[tuple[str, str, str]]:
+    """The same 2,000-recipient send in calm weather and in a storm, one after the other."""
+    runs = {}
+    for weather, storm in (("calm", (0.0, 0.0)), ("storm", (0.3, 0.02))):
+        standin = StandInProcess(rate=STORM_RATE, enforce=True, storm=storm)
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                result = _child(_state(Path(folder), STORM_RECIPIENTS), 16, standin.url)
+            runs[weather] = result | standin.stats()
+        finally:
+            standin.stop()
+    rows = []
+    for weather, run in runs.items():
+        missing = STORM_RECIPIENTS - run["unique"]
+        rows.append((
+            f"{weather}: {STORM_RECIPIENTS:,} recipients, MaxSendRate {STORM_RATE:.0f}/s"
+            + (", 30 % 429 + 2 % 500 at random" if weather == "storm" else ""),
+            "0 / 0 / 0" if weather == "calm" else "0 / 0 / 0, ≤ 1.6× calm",
+            f"{run['seconds']:.1f} s; missing / duplicates / in doubt: {missing} / "
+            f"{run['messages'] - run['unique']} / {run['in_doubt']:.0f}; "
+            f"{run['attempts']:.0f} calls ({run['stormed']} stormed, {run['throttled']} "
+            f"over the rate), {run['passes']:.0f} pass(es), {run['requeued']:.0f} requeued",
+        ))  # fmt: skip
+    ratio = runs["storm"]["seconds"] / runs["calm"]["seconds"]
+    rows.append(("storm / calm duration", "≤ 1.6×", f"{ratio:.2f}×"))
+    return rows
+
+
+def main(sequential: int, only: str | None) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ |= {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    if only == "storm":
+        _print(storm_vs_calm())
+        return
     rows = []
     paced = StandInProcess(rate=200, enforce=True)
     try:
@@ -193,6 +236,10 @@ def main(sequential: int) -> None:
                      f"({peaks[100_000] / peaks[1_000] - 1:+.0%})"))  # fmt: skip
     finally:
         unpaced.stop()
+    _print(rows + storm_vs_calm())
+
+
+def _print(rows: list[tuple[str, str, str]]) -> None:
     print(f"Send benchmark — {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, "
           f"stand-in latency {LATENCY * 1000:.0f} ms\n")  # fmt: skip
     print("| measure | target | result |\n| --- | --- | --- |")
@@ -210,4 +257,4 @@ if __name__ == "__main__":
             if "--sequential" in sys.argv
             else 1000
         )
-        main(count)
+        main(count, sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None)

@@ -5,6 +5,7 @@ quota reached, account refused)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from pipeline.errors import BuzzError, DeliveryError, ExitCode
+from pipeline.errors import BuzzError, DeliveryError, Outcome
 from pipeline.log import log
 from pipeline.models import Recipient
 from pipeline.text import redact_addresses
@@ -42,6 +43,13 @@ ACCOUNT_ERRORS = {
     "ExpiredTokenException",
     "NotFoundException",
 }
+# Told apart by the provider's error code and HTTP status, never by the words of its message.
+# SES v2 answers 429 TooManyRequestsException when the sending rate is exceeded and
+# LimitExceededException once the 24-hour quota is used up; the query API (and other AWS
+# front ends) answers Throttling / ThrottlingException for both, so those are throttling here,
+# and a stop they cause is checked against GetAccount's quota (see deliver.send_language).
+THROTTLING_CODES = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling"})
+DAILY_QUOTA_CODE = "LimitExceededException"
 
 
 class Rejected(BuzzError):
@@ -49,9 +57,14 @@ class Rejected(BuzzError):
 
 
 class Transient(BuzzError):
-    """Throttling, a 5xx or a connection that never reached the provider: safe to retry."""
+    """Throttling, a 5xx or a connection that never reached the provider: safe to retry.
+    `throttled`: the provider said "too fast" (429 or a throttling code)."""
 
-    exit_code = ExitCode.TEMPFAIL
+    outcome = Outcome.PROVIDER_UNAVAILABLE
+
+    def __init__(self, message: str, *, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.throttled = throttled
 
 
 class Ambiguous(BuzzError):
@@ -61,7 +74,7 @@ class Ambiguous(BuzzError):
 class QuotaReached(BuzzError):
     """The account's sending quota is used up: stop now, resume at a later run."""
 
-    exit_code = ExitCode.TEMPFAIL
+    outcome = Outcome.QUOTA_REACHED
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,23 @@ class OutboxTransport:
     def quota(self) -> Quota:
         """A folder has no limits."""
         return Quota(max_rate=None, remaining_24h=None)
+
+
+class RehearsalTransport:
+    """A dry run's transport: takes each finished message and hands it to no one. The
+    account's limits are still read from the real transport (reading changes nothing)."""
+
+    def __init__(self, real: Transport) -> None:
+        self.real = real
+        self._ids = itertools.count(1)
+
+    def send(self, recipient: Recipient, message: bytes) -> str:
+        """Discard `message`; a made-up id."""
+        return f"dry-run:{next(self._ids)}"
+
+    def quota(self) -> Quota:
+        """The real transport's limits."""
+        return self.real.quota()
 
 
 def ses_client(region: str, connections: int = 10) -> SESV2Client:
@@ -200,9 +230,11 @@ def _classify(exc: ClientError) -> BuzzError:
     text = f"{code}: {exc.response.get('Error', {}).get('Message', '')}".strip()
     if code in ACCOUNT_ERRORS:
         return DeliveryError(f"SES refused the account: {text}")
-    if code == "LimitExceededException" or "quota" in text.lower():
+    if code == DAILY_QUOTA_CODE:
         return QuotaReached(f"SES sending quota reached: {text}")
-    if status == 429 or status >= 500 or code in ("TooManyRequestsException", "Throttling"):
+    if code in THROTTLING_CODES or status == 429:
+        return Transient(text, throttled=True)
+    if status >= 500:
         return Transient(text)
     return Rejected(text)
 

@@ -3,8 +3,9 @@
 The real boto3 `sesv2` client talks to it (`endpoint_url=` or `AWS_ENDPOINT_URL_SESV2`):
 `GetAccount`, and `SendEmail` (Raw or Simple) with scripted trouble: a sliding one-second
 sending rate (429), a daily quota, a paused account, rejected recipients, injected errors,
-per-request latency, and two ambiguous failures: recorded, then the connection drops
-(`drop_after_accept`) or the answer comes too late (`hang_next`). Standard library only.
+bad weather (`storm`: a seeded random share of calls answered 429 or 500), per-request latency,
+and two ambiguous failures: recorded, then the connection drops (`drop_after_accept`) or the
+answer comes too late (`hang_next`). Standard library only.
 
     with SesStandIn(max_send_rate=14) as ses:
         client = boto3.client("sesv2", endpoint_url=ses.url, ...)
@@ -18,6 +19,7 @@ import bisect
 import contextlib
 import itertools
 import json
+import random
 import secrets
 import socket
 import threading
@@ -87,7 +89,8 @@ class SesStandIn:
     enforced unless `enforce_rate` is False), `max_24h` (-1: unlimited), `sent_last_24h`
     (one more per accepted message; SES counts recipients, the same for one-recipient
     messages), `latency_s` (added to every SendEmail). Read back: `messages`, `throttled`,
-    `requests` (every HTTP request), `max_rate_seen()`, `sent_to()`.
+    `requests` (every HTTP request), `stormed` (calls the storm answered with an error),
+    `max_rate_seen()`, `sent_to()`.
     """
 
     def __init__(
@@ -105,9 +108,12 @@ class SesStandIn:
         self.keep_content = keep_content  # False: record recipients only (long benchmarks)
         self.messages: list[Sent] = []  # accepted sends, in order
         self.throttled = self.requests = 0  # requests: every HTTP request, any route
+        self.stormed = 0
+        self._storm: tuple[float, float, random.Random] | None = None
         self.paused, self.rejected, self.url = False, set[str](), ""
         self._lock = threading.Lock()
         self._failures: deque[tuple[str, int | None]] = deque()  # scripted trouble, in order
+        self._failures_to: dict[str, deque[tuple[str, int | None]]] = {}  # per address
         self._hangs: deque[float] = deque()
         self._drops = 0
         self._window: deque[float] = deque()  # acceptance times within the last second
@@ -115,10 +121,16 @@ class SesStandIn:
         self._prefix = secrets.token_hex(4)
         self._server: _Server | None = None
 
-    def fail_next(self, code: str, count: int = 1, status: int | None = None) -> None:
-        """The next `count` SendEmail calls fail with `code` (not recorded)."""
+    def fail_next(
+        self, code: str, count: int = 1, status: int | None = None, to: str | None = None
+    ) -> None:
+        """The next `count` SendEmail calls (`to`: the next to that address) fail with `code`
+        (not recorded)."""
         with self._lock:
-            self._failures.extend([(code, status)] * count)
+            queue = (
+                self._failures if to is None else self._failures_to.setdefault(to.lower(), deque())
+            )
+            queue.extend([(code, status)] * count)
 
     def reject(self, address: str) -> None:
         """SendEmail to `address` is refused for good with MessageRejected."""
@@ -129,6 +141,14 @@ class SesStandIn:
         """Every SendEmail answers SendingPausedException (`pause(False)` resumes)."""
         with self._lock:
             self.paused = paused
+
+    def storm(self, throttle: float = 0.3, errors: float = 0.02, seed: int = 0) -> None:
+        """From now on, a random share `throttle` of SendEmail calls is answered 429
+        TooManyRequestsException and a share `errors` 500 InternalFailure (neither recorded),
+        on top of the rate limit; the same seed draws the same sequence (`storm(0, 0)` ends
+        it)."""
+        with self._lock:
+            self._storm = (throttle, errors, random.Random(seed)) if throttle or errors else None
 
     def drop_after_accept(self, count: int = 1) -> None:
         """The next `count` sends are recorded, then the connection closes unanswered."""
@@ -178,8 +198,10 @@ class SesStandIn:
         if self.latency_s > 0:
             time.sleep(self.latency_s)
         with self._lock:
-            if self._failures:
-                code, status = self._failures.popleft()
+            mine = [self._failures_to.get(r.lower()) for r in fields["recipients"]]
+            scripted = next((q for q in [*mine, self._failures] if q), None)
+            if scripted:
+                code, status = scripted.popleft()
                 raise SesError(code, f"Injected {code}.", status)
             if self.paused:
                 raise SesError("SendingPausedException", "Sending is paused for this account.")
@@ -188,6 +210,14 @@ class SesStandIn:
                 raise SesError("MessageRejected", f"Email address is rejected: {refused[0]}")
             if 0 <= self.max_24h <= self.sent_last_24h:
                 raise SesError("LimitExceededException", "Daily message quota exceeded.")
+            if self._storm is not None:
+                throttle, errors, draw = self._storm
+                weather = draw.random()
+                if weather < throttle + errors:
+                    self.stormed += 1
+                    if weather < throttle:
+                        raise SesError("TooManyRequestsException", "Too many requests.")
+                    raise SesError("InternalFailure", "We encountered an internal error.")
             now = time.monotonic()
             while self._window and self._window[0] <= now - 1.0:
                 self._window.popleft()

@@ -254,6 +254,39 @@ def test_hang_next_is_recorded_but_answered_too_late(
     assert len(ses.messages) == 2
 
 
+def _weather(ses: SesStandIn, client: Client, calls: int) -> list[str]:
+    """The answer to each of `calls` sends: "ok" or the error code."""
+    answers = []
+    for n in range(calls):
+        try:
+            send_raw(client, to=f"w{n}@example.org")
+            answers.append("ok")
+        except ClientError as exc:
+            answers.append(exc.response["Error"]["Code"])
+    return answers
+
+
+def test_a_storm_answers_its_shares_with_429_and_500(ses: SesStandIn, client: Client) -> None:
+    """storm(0.3, 0.02) answers about 30 % of sends 429 and 2 % 500, records only the others."""
+    ses.max_send_rate = 10_000
+    ses.storm(throttle=0.3, errors=0.02, seed=7)
+    answers = _weather(ses, client, 400)
+    assert 0.22 <= answers.count("TooManyRequestsException") / 400 <= 0.38
+    assert 1 <= answers.count("InternalFailure") <= 20
+    assert len(ses.messages) == answers.count("ok") == 400 - ses.stormed
+
+
+def test_a_storm_is_reproducible_and_can_end(ses: SesStandIn, client: Client) -> None:
+    """The same seed draws the same answers; storm(0, 0) brings calm back."""
+    ses.max_send_rate = 10_000
+    ses.storm(seed=3)
+    first = _weather(ses, client, 60)
+    ses.storm(seed=3)
+    assert _weather(ses, client, 60) == first
+    ses.storm(0, 0)
+    assert set(_weather(ses, client, 30)) == {"ok"}
+
+
 def test_latency_delays_each_send(ses: SesStandIn, client: Client) -> None:
     """latency_s is added to every SendEmail."""
     ses.latency_s = 0.2

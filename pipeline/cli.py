@@ -8,55 +8,66 @@ import http.server
 import json
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any
 
 import click
-import structlog
 
 from pipeline import config, log
 from pipeline.audience import read_csv, valid_address
-from pipeline.errors import BuzzError, ConfigError, ExitCode, UsageError
+from pipeline.errors import BuzzError, ConfigError, ExitCode, Outcome, UsageError
 from pipeline.feeds import FeedReport, unavailable_languages
 from pipeline.models import Edition, EditionState
+from pipeline.pairing import describe
 from pipeline.postindex import PostIndex
 from pipeline.render import render_preview
-from pipeline.run import Job, Rehearsal, SendOutcome
+from pipeline.run import Built, Ending, Job, Rehearsal, SendOutcome
 from pipeline.screenshots import save as save_screenshots
-from pipeline.store import Store, locked
+from pipeline.store import Store
 from pipeline.text import public_url
-
-P = ParamSpec("P")
+from pipeline.transport import redact
 
 
 @dataclass(slots=True)
 class Options:
-    """The options every command accepts."""
+    """The options every command accepts, and the job they open (once)."""
 
     config: str | None
     lang: str | None
     dry_run: bool
     yes: bool
+    command: str = ""  # what the runs table and `run_finished` call this invocation
+    opened: Job | None = None
 
     def job(self) -> Job:
-        """Load the configuration and open the state store."""
+        """Load the configuration and open the state store (with --dry-run, a private copy
+        of it: see `Store`)."""
+        if self.opened is not None:
+            return self.opened
         settings = config.load(config.config_path(self.config))
         if self.lang and self.lang not in settings.languages:
             raise UsageError(
                 f"--lang {self.lang}: not a configured language ({', '.join(settings.languages)})"
             )
         try:
-            store = Store(settings.state_path)
+            store = Store(settings.state_path, rehearsal=self.dry_run)
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(
                 [f"{settings.path}: newsletter.state: cannot open {settings.state_path}: {exc}"]
             ) from None
-        job = Job(settings, store)
+        self.opened = Job(settings, store)
         if sys.stderr.isatty():
-            job.progress = _progress_line
-        return job
+            self.opened.progress = _progress_line
+        return self.opened
+
+    def close(self) -> None:
+        """Close the state store, if it was opened (a dry run's copy goes with it)."""
+        if self.opened is not None:
+            self.opened.store.close()
 
     def languages(self, job: Job) -> tuple[str, ...]:
         """The languages this call is restricted to."""
@@ -78,43 +89,120 @@ def _progress_line(lang: str, done: int, total: int, rate: float) -> None:
         click.echo("", err=True)
 
 
-def common(command: Callable[P, int]) -> Callable[..., int]:
-    """Add the common options and turn the command's result into an exit code."""
+def _with_common_options(record: bool) -> Callable[[Callable[..., Any]], Callable[..., None]]:
+    """Add the common options, run the command, print any error as one line, and exit with
+    the command's code. A recorded command (one that changes state) returns an `Ending`;
+    it ends with one `run_finished` event whatever stops it, and a row in the runs table
+    when the store could be opened (not for a dry run, which changes nothing)."""
 
-    @click.option(
-        "--config",
-        "config_path",
-        metavar="PATH",
-        help="Configuration file (default: $BUZZ_CONFIG, else buzz.toml).",
-    )
-    @click.option(
-        "--lang", type=click.Choice(config.SUPPORTED_LANGUAGES), help="Only this language."
-    )
-    @click.option(
-        "--log-format",
-        type=click.Choice(["json", "console"]),
-        help="Log format on stderr (default: console on a terminal, JSON lines otherwise).",
-    )
-    @click.option(
-        "--dry-run",
-        is_flag=True,
-        help="Send nothing (messages are built, not handed over); fetch, build and "
-        "subscribers store nothing.",
-    )
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    @functools.wraps(command)
-    def wrapper(
-        config_path: str | None,
-        lang: str | None,
-        log_format: Any,
-        dry_run: bool,
-        yes: bool,
-        **kwargs: Any,
-    ) -> int:
-        log.configure(log_format)
-        return command(Options(config_path, lang, dry_run, yes), **kwargs)  # type: ignore[arg-type]
+    def decorate(command: Callable[..., Any]) -> Callable[..., None]:
+        @click.option(
+            "--config",
+            "config_path",
+            metavar="PATH",
+            help="Configuration file (default: $BUZZ_CONFIG, else buzz.toml).",
+        )
+        @click.option(
+            "--lang", type=click.Choice(config.SUPPORTED_LANGUAGES), help="Only this language."
+        )
+        @click.option(
+            "--log-format",
+            type=click.Choice(["json", "console"]),
+            help="Log format on stderr (default: console on a terminal, JSON lines otherwise).",
+        )
+        @click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Change nothing: work on a private copy of the state store, build every file "
+            "and message, write and send none.",
+        )
+        @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+        @functools.wraps(command)
+        def wrapper(
+            config_path: str | None,
+            lang: str | None,
+            log_format: Any,
+            dry_run: bool,
+            yes: bool,
+            **kwargs: Any,
+        ) -> None:
+            run_id = log.configure(log_format)
+            started_at, started = datetime.now(UTC), time.perf_counter()
+            options = Options(config_path, lang, dry_run, yes, command=_command_name())
+            try:
+                ending = _ending(command, options, kwargs)
+                if record:
+                    _finish(options, run_id, started_at, started, ending)
+            finally:
+                options.close()
+            raise click.exceptions.Exit(int(ending.exit_code))
 
-    return wrapper
+        wrapper.recorded = record  # type: ignore[attr-defined]  # read by `main`
+        return wrapper
+
+    return decorate
+
+
+common = _with_common_options(record=False)  # read-only commands: status, preview, explain, list
+recorded = _with_common_options(record=True)  # commands that change state: each one is a run
+
+
+def _command_name(context: click.Context | None = None) -> str:
+    """The command as typed after `buzz`: "run", "subscribers import"…"""
+    names, context = [], context or click.get_current_context()
+    while context.parent is not None:
+        names.append(context.info_name or "")
+        context = context.parent
+    return " ".join(reversed(names))
+
+
+def _ending(command: Callable[..., Any], options: Options, kwargs: dict[str, Any]) -> Ending:
+    """Run `command`; its ending, or the ending of what stopped it (printed as one line)."""
+    try:
+        result = command(options, **kwargs)
+    except BuzzError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"buzz: {line}", err=True)
+        return Ending.of(exc.outcome, error=redact(str(exc)))
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("Aborted.", err=True)
+        return Ending.of(Outcome.ABORTED)
+    except click.ClickException as exc:
+        exc.show()
+        return Ending.of(Outcome.USAGE_ERROR, error=redact(exc.format_message()))
+    except Exception as exc:
+        error = redact(f"{type(exc).__name__}: {exc}")
+        log.log.exception("crashed", error=error)
+        click.echo(f"buzz: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        return Ending.of(Outcome.CRASHED, error=error)
+    if isinstance(result, Ending):
+        return result.rehearsed() if options.dry_run else result
+    return Ending(Outcome.DONE, {}, ExitCode(result))
+
+
+def _finish(
+    options: Options, run_id: str, started_at: datetime, started: float, ending: Ending
+) -> None:
+    """Record the run (when the store is open and it is not a dry run), then log
+    `run_finished`: the last event of every run."""
+    fields = {
+        "command": options.command,
+        "outcome": str(ending.outcome),
+        "exit_code": int(ending.exit_code),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        "dry_run": options.dry_run,
+        **ending.counts,
+    }
+    job = options.opened
+    if job is not None and not job.rehearsal:
+        summary = {"duration_ms": fields["duration_ms"], **ending.counts}
+        try:
+            job.store.record_run(run_id, options.command, started_at, ending.outcome,
+                                 ending.exit_code, summary)  # fmt: skip
+        except sqlite3.Error as exc:
+            log.log.warning("run_not_recorded", error=f"{type(exc).__name__}: {exc}")
+    level = {ExitCode.OK: "info", ExitCode.SOME_FAILED: "warning", ExitCode.TEMPFAIL: "warning"}
+    getattr(log.log, level.get(ending.exit_code, "error"))("run_finished", **fields)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,14 +222,16 @@ def _path(path: Path) -> str:
 
 
 @cli.command()
-@common
-def run(options: Options) -> int:
+@recorded
+def run(options: Options) -> Ending:
     """The scheduled job: fetch, compose the next edition, render, send to every subscriber.
 
-    With --dry-run, feeds are fetched and the edition built, but no message is sent."""
+    With --dry-run, everything happens on a private copy of the state store: feeds are
+    fetched and the edition built and rendered, every message is built; nothing is stored,
+    written or sent."""
     job = options.job()
-    with locked(job.settings.state_path):
-        result = job.run(options.languages(job), dry_run=options.dry_run)
+    with job.locked():
+        result = job.run(options.languages(job))
     _print_feeds(result.feeds)
     for resumed in result.resumed:
         click.echo(f"Resumed the interrupted send of edition {resumed.edition_id}:")
@@ -154,7 +244,7 @@ def run(options: Options) -> int:
     elif result.built is None:
         click.echo("Nothing new to send.")
     else:
-        _print_built(result.built.edition, result.built.folder)
+        _print_built(job, result.built)
     for edition_id, would_send in result.rehearsals.items():
         click.echo(f"Dry run of edition {edition_id}:")
         _print_rehearsal(would_send)
@@ -162,39 +252,46 @@ def run(options: Options) -> int:
         click.echo(f"Approval required: review it, then run 'buzz send {result.built.edition.id}'.")
     if result.sent is not None:
         _print_send(job, result.sent)
-    return result.exit_code
+    _print_dry_run(job)
+    return result.ending()
 
 
 # fetch ----------------------------------------------------------------------------------------
 
 
 @cli.command()
-@common
+@recorded
 @click.option(
     "--backfill",
     is_flag=True,
     help="Also seed the archive from older feed pages (WordPress ?paged=N); never sent.",
 )
 @click.option("--max-pages", default=50, show_default=True, help="Pages per feed for --backfill.")
-def fetch(options: Options, backfill: bool, max_pages: int) -> int:
+def fetch(options: Options, backfill: bool, max_pages: int) -> Ending:
     """Fetch every feed, store new posts, print a summary per feed.
 
-    With --dry-run, feeds are fetched and parsed but nothing is stored. Exits 75 when every
-    feed of a language failed."""
+    With --dry-run, feeds (and older pages) are fetched and parsed but nothing is stored.
+    Exits 75 when every feed of a language failed."""
     job = options.job()
-    with locked(job.settings.state_path):
-        reports = job.fetch(dry_run=options.dry_run)
-        backfilled = job.backfill(max_pages) if backfill and not options.dry_run else []
+    with job.locked():
+        reports = job.fetch()
+        backfilled = job.backfill(max_pages) if backfill else []
     _print_feeds(reports)
-    if options.dry_run:
-        click.echo("Dry run: nothing stored.")
     for b in backfilled:
         click.echo(
             f"  [{b.lang}] {public_url(b.url)}: backfill read {b.pages} page(s), "
             f"{b.added} post(s) archived; stopped: {b.stopped}"
         )
+    _print_dry_run(job)
     unavailable = unavailable_languages(reports, options.languages(job))
-    return ExitCode.TEMPFAIL if unavailable else ExitCode.OK
+    return Ending.of(
+        Outcome.FEEDS_UNAVAILABLE if unavailable else Outcome.DONE,
+        feeds=len(reports),
+        feeds_failed=sum(r.status == "error" for r in reports),
+        new_posts=sum(r.new for r in reports),
+        backfilled=sum(b.added for b in backfilled),
+        languages_unavailable=unavailable,
+    )
 
 
 def _print_feeds(reports: list[FeedReport]) -> None:
@@ -213,27 +310,35 @@ def _print_feeds(reports: list[FeedReport]) -> None:
 
 
 @cli.command()
-@common
-def build(options: Options) -> int:
+@recorded
+def build(options: Options) -> Ending:
     """Compose and render the next edition as a draft, without sending it.
 
-    With --dry-run, the edition is composed and rendered but neither stored nor written."""
+    With --dry-run, the edition is composed and rendered (its files built) but neither
+    stored nor written."""
     job = options.job()
-    with locked(job.settings.state_path):
-        built = job.build(write=not options.dry_run)
+    with job.locked():
+        built = job.build()
     if built is None:
         click.echo("Nothing new: no edition to build. ('buzz fetch' gets new posts.)")
-        return ExitCode.OK
-    _print_built(built.edition, built.folder)
-    if options.dry_run:
-        click.echo("Dry run: nothing stored or written.")
-    return ExitCode.OK
+        return Ending.of(Outcome.NOTHING_NEW)
+    _print_built(job, built)
+    _print_dry_run(job)
+    return Ending.of(Outcome.DONE, edition=built.edition.id, stories=len(built.edition.stories))
 
 
-def _print_built(edition: Edition, folder: Path) -> None:
+def _print_built(job: Job, built: Built) -> None:
+    edition = built.edition
     per_lang = ", ".join(f"{lang} {len(edition.stories_in(lang))}" for lang in edition.languages)
     click.echo(f"Edition {edition.id}: {len(edition.stories)} stories ({per_lang})")
-    click.echo(f"  previews: {_path(folder)}/  (edition.json, <lang>.html, <lang>.txt, <lang>.eml)")
+    where = "would be written to" if job.rehearsal else "previews:"
+    click.echo(f"  {where} {_path(built.folder)}/  (edition.json, <lang>.html, <lang>.txt, "
+               "<lang>.eml)")  # fmt: skip
+
+
+def _print_dry_run(job: Job) -> None:
+    if job.rehearsal:
+        click.echo("Dry run: nothing was stored, written or sent.")
 
 
 @cli.command()
@@ -242,25 +347,32 @@ def _print_built(edition: Edition, folder: Path) -> None:
 @click.option("--serve", is_flag=True, help="Serve the preview on http://127.0.0.1:PORT/.")
 @click.option("--port", default=8025, show_default=True, help="Port for --serve.")
 @click.option(
-    "--screenshots", is_flag=True, help="Save <lang>-375.png and <lang>-600.png (Chromium)."
+    "--screenshots",
+    is_flag=True,
+    help="Save <lang>-375.png, <lang>-600.png and their -dark twins (Chromium).",
 )
 def preview(
     options: Options, edition_id: str | None, serve: bool, port: int, screenshots: bool
 ) -> int:
-    """Show where the rendered edition is, and optionally serve it to a browser."""
+    """Show where the rendered edition is, and optionally serve it to a browser.
+
+    With --dry-run, preview.html is built and not written (and --screenshots is refused)."""
     job = options.job()
     _, edition = job.load(edition_id) if edition_id else _newest(job)
     folder = job.edition_folder(edition.id)
     if not folder.is_dir():
         raise UsageError(f"edition {edition.id} has no folder at {folder}; run 'buzz build'")
+    if screenshots and job.rehearsal:
+        raise UsageError("--screenshots writes into the edition folder: not with --dry-run")
     rendered = job.render_all(edition)
-    (folder / "preview.html").write_text(render_preview(edition.id, rendered), encoding="utf-8")
+    job.write_files(folder, {"preview.html": render_preview(edition.id, rendered).encode()})
     if screenshots:
         pictures = save_screenshots(folder, tuple(rendered))
         click.echo(f"{len(pictures)} screenshot(s) saved.")
     click.echo(f"Edition {edition.id} ({_path(folder)}):")
     for file in sorted(f for f in folder.iterdir() if not f.name.startswith(".")):
         click.echo(f"  {_path(file)}")
+    _print_dry_run(job)
     if serve:
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
         with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
@@ -283,7 +395,7 @@ def _newest(job: Job) -> tuple[EditionState, Edition]:
 
 
 @cli.command()
-@common
+@recorded
 @click.argument("args", nargs=-1, metavar="[EDITION] [ADDR]...")
 @click.option(
     "--test",
@@ -308,12 +420,15 @@ def send(
     test_to: tuple[str, ...],
     resend_in_doubt: bool,
     retry_failed: bool,
-) -> int:
+) -> Ending:
     """Send a built edition to its audience (resumes an interrupted send), or a proof.
 
-    With --dry-run, every message is built and none is sent; the ledger is untouched."""
+    With --dry-run, every message (proofs too) is built and none is sent; the ledger and
+    the edition's state are untouched, and the send's duration is predicted."""
     edition_ids = [arg for arg in args if "@" not in arg]
     addresses = [*test_to, *(arg for arg in args if "@" in arg)] if test_to else []
+    if test_to:
+        options.command = "proof"
     if len(edition_ids) > 1 or (not test_to and len(edition_ids) != len(args)):
         raise UsageError("usage: buzz send [EDITION] [--test ADDR...]")
     try:
@@ -323,25 +438,32 @@ def send(
     job = options.job()
     langs = options.languages(job)
     if addresses:
-        _, edition = job.load(edition_ids[0] if edition_ids else None)
+        _, edition = job.load_to_send(edition_ids[0] if edition_ids else None)
         ids = job.proof(edition, addresses, langs)
-        click.echo(f"Proof of {edition.id} sent: {len(ids)} message(s) to {', '.join(addresses)}.")
-        return ExitCode.OK
-    with locked(job.settings.state_path):
-        state, edition = job.load(edition_ids[0] if edition_ids else None)
-        if options.dry_run:
-            _print_rehearsal(job.rehearse(edition, langs))
-            return ExitCode.OK
+        done = "built, none sent (dry run)" if job.rehearsal else "sent"
+        to = ", ".join(addresses)
+        click.echo(f"Proof of {edition.id} {done}: {len(ids)} message(s) to {to}.")
+        return Ending.of(Outcome.DONE, edition=edition.id, messages=len(ids))
+    with job.locked():
+        state, edition = job.load_to_send(edition_ids[0] if edition_ids else None)
+        if job.rehearsal:
+            rehearsal = job.rehearse(edition, langs)
+            _print_rehearsal(rehearsal)
+            return Ending.of(Outcome.SENT, edition=edition.id, would_send=rehearsal.would_send)
         if retry_failed:
             again = job.store.retry_failed(edition.id, langs)
             click.echo(f"{again} failed recipient(s) will be tried again.")
         elif state in (EditionState.SENT, EditionState.PARTIAL) and not resend_in_doubt:
             click.echo(f"Edition {edition.id} is already {state}; nothing to send.")
-            return ExitCode.OK
+            return Ending.of(Outcome.NOTHING_NEW, edition=edition.id)
         _confirm(job, edition, options.yes)
         outcome = job.send(edition, langs, resend_in_doubt=resend_in_doubt)
         _print_send(job, outcome)
-        return ExitCode.SOME_FAILED if outcome.failed else ExitCode.OK
+        return Ending.of(
+            Outcome.PARTIAL if outcome.failed else Outcome.SENT,
+            edition=edition.id,
+            deliveries={r.lang: r.counts for r in outcome.reports},
+        )
 
 
 def _confirm(job: Job, edition: Edition, yes: bool) -> None:
@@ -390,9 +512,11 @@ def _print_send(job: Job, outcome: SendOutcome) -> None:
 @click.argument("edition_id", required=False, metavar="[EDITION]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(options: Options, edition_id: str | None, as_json: bool) -> int:
-    """Per edition and language: recipients, sent, failed, in doubt, skipped, pending."""
+    """The last run of each command; per edition and language: recipients, sent, failed, in
+    doubt, skipped, pending; each feed's health. --json adds the last ten runs."""
     job = options.job()
     editions = job.status(edition_id)
+    last_runs = job.store.runs(latest_of_each_command=True)
     if as_json:
         feeds = [
             asdict(f) | {"url": public_url(f.url), "ok": f.ok} for f in job.store.feed_states()
@@ -401,15 +525,15 @@ def status(options: Options, edition_id: str | None, as_json: bool) -> int:
             "editions": [asdict(e) for e in editions],
             "feeds": feeds,
             "runs": job.store.runs(),
+            "last_runs": {run["command"]: run for run in last_runs},
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return ExitCode.OK
-    runs = job.store.runs(1)
-    if runs:
-        last = runs[0]
-        click.echo(
-            f"Last run: {last['finished_at']} — {last['outcome']} (exit {last['exit_code']})"
-        )
+    if last_runs:
+        click.echo("Last runs:")
+    for last in last_runs:
+        click.echo(f"  {last['command']}: {last['finished_at']} — {last['outcome']} "
+                   f"(exit {last['exit_code']})")  # fmt: skip
     if not editions:
         click.echo("No edition yet.")
     for entry in editions:
@@ -428,10 +552,10 @@ def status(options: Options, edition_id: str | None, as_json: bool) -> int:
 
 
 @cli.command("pair")
-@common
+@recorded
 @click.argument("first")
 @click.argument("second")
-def pair_(options: Options, first: str, second: str) -> int:
+def pair_(options: Options, first: str, second: str) -> Ending:
     """Make FIRST and SECOND (guids or URLs) a translation pair, whatever the evidence.
 
     Takes effect at the next 'buzz build' (which rebuilds the draft) or 'buzz run'."""
@@ -439,40 +563,41 @@ def pair_(options: Options, first: str, second: str) -> int:
 
 
 @cli.command()
-@common
+@recorded
 @click.argument("first")
 @click.argument("second")
-def unpair(options: Options, first: str, second: str) -> int:
+def unpair(options: Options, first: str, second: str) -> Ending:
     """Never pair FIRST and SECOND (guids or URLs), whatever the evidence."""
     return _decide(options, first, second, "break")
 
 
-def _decide(options: Options, first: str, second: str, kind: str) -> int:
+def _decide(options: Options, first: str, second: str, kind: str) -> Ending:
     job = options.job()
-    with locked(job.settings.state_path):
+    with job.locked():
         a, b = job.find_post(first), job.find_post(second)
         if a.lang == b.lang:
             raise UsageError(f"both posts are in {a.lang}: a translation pair needs two languages")
-        if not options.dry_run:
-            PostIndex(job.store).decide(a, b, kind, job.clock())
+        PostIndex(job.store).decide(a, b, kind, job.clock())
     verb = "are now a pair" if kind == "force" else "will never be paired"
-    click.echo(f"{'Dry run: ' if options.dry_run else ''}«{a.title}» and «{b.title}» {verb}.")
-    return ExitCode.OK
+    click.echo(f"{'Dry run: ' if job.rehearsal else ''}«{a.title}» and «{b.title}» {verb}.")
+    return Ending.of(Outcome.DONE, kind=kind, posts=[a.guid, b.guid])
 
 
 @cli.command()
 @common
 @click.argument("edition_id", required=False, metavar="[EDITION]")
 def explain(options: Options, edition_id: str | None) -> int:
-    """Show why each related post of an edition was chosen (default: the newest edition)."""
+    """Show why each story's posts were paired and each related post chosen (default: the
+    newest edition)."""
     job = options.job()
     _, edition = job.load(edition_id) if edition_id else _newest(job)
     click.echo(f"Edition {edition.id}")
     for number, story in enumerate(edition.stories, start=1):
-        for lang in options.languages(job):
-            if lang not in story.posts:
-                continue
+        shown = [lang for lang in options.languages(job) if lang in story.posts]
+        for lang in shown:
             click.echo(f"{number}. [{lang}] {story.posts[lang].title}")
+            if story.pair is not None and lang == shown[0]:
+                click.echo("\n".join(f"   {line}" for line in describe(story.pair)))
             picks = story.related.get(lang, ())
             if not picks:
                 click.echo("     no related post scored high enough")
@@ -492,35 +617,30 @@ def subscribers() -> None:
 
 
 @subscribers.command("import")
-@common
+@recorded
 @click.argument("csv_file", type=click.Path(path_type=Path))
-def import_(options: Options, csv_file: Path) -> int:
+def import_(options: Options, csv_file: Path) -> Ending:
     """Import subscribers from a CSV (email,language,consent_source,consent_at[,name,…])."""
     job = options.job()
     result = read_csv(csv_file, job.settings.languages, job.settings.tz)
-    if options.dry_run:
-        click.echo(
-            f"Dry run: {len(result.subscribers)} valid line(s), {len(result.problems)} rejected;"
-            " nothing imported."
-        )
-        added = 0
-    else:
-        added = job.audience().add(result.subscribers, job.clock())
-        click.echo(
-            f"{len(result.subscribers)} valid line(s): {added} new, "
-            f"{len(result.subscribers) - added} updated; {len(result.problems)} rejected."
-        )
+    added = job.audience().add(result.subscribers, job.clock())
+    click.echo(
+        f"{'Dry run: ' if job.rehearsal else ''}{len(result.subscribers)} valid line(s): "
+        f"{added} new, {len(result.subscribers) - added} updated; {len(result.problems)} "
+        f"rejected.{' Nothing imported.' if job.rehearsal else ''}"
+    )
+    click.echo(f"Read as {result.read_as}.")
     if result.extra_columns:
         click.echo(f"Extra columns kept as attributes: {', '.join(result.extra_columns)}")
     for problem in result.problems:
         click.echo(problem, err=True)
-    structlog.get_logger().info(
-        "subscribers_imported",
+    return Ending.of(
+        Outcome.INPUT_REJECTED if result.problems else Outcome.DONE,
         valid=len(result.subscribers),
         added=added,
+        updated=len(result.subscribers) - added,
         rejected=len(result.problems),
     )
-    return ExitCode.USAGE if result.problems else ExitCode.OK
 
 
 @subscribers.command("list")
@@ -535,10 +655,10 @@ def list_(options: Options) -> int:
 
 
 @subscribers.command()
-@common
+@recorded
 @click.argument("address", required=False)
 @click.option("--token", help="The token of an unsubscribe link (its signature is checked).")
-def unsubscribe(options: Options, address: str | None, token: str | None) -> int:
+def unsubscribe(options: Options, address: str | None, token: str | None) -> Ending:
     """Unsubscribe ADDRESS (or the address a link's --token names): never emailed again.
 
     The company's unsubscribe page can call `buzz subscribers unsubscribe --token TOKEN`."""
@@ -547,22 +667,22 @@ def unsubscribe(options: Options, address: str | None, token: str | None) -> int
         address = job.verify_token(token)
     if not address:
         raise UsageError("usage: buzz subscribers unsubscribe ADDRESS | --token TOKEN")
-    if options.dry_run:
-        if all(sub.email.lower() != address.lower() for sub in job.audience().members(None)):
-            raise UsageError(f"{address}: not a subscriber")
-        click.echo(f"Dry run: {address} would be unsubscribed.")
-        return ExitCode.OK
     if not job.audience().remove(address, job.clock()):
         raise UsageError(f"{address}: not a subscriber")
-    click.echo(f"{address} is unsubscribed.")
-    return ExitCode.OK
+    click.echo(f"Dry run: {address} would be unsubscribed." if job.rehearsal
+               else f"{address} is unsubscribed.")  # fmt: skip
+    return Ending.of(Outcome.DONE, unsubscribed=1)
 
 
 # entry point ----------------------------------------------------------------------------------
 
 
 def main() -> None:
-    """Run `buzz`; every failure becomes one line on stderr and a contract exit code."""
+    """Run `buzz`; every failure becomes one line on stderr and a contract exit code.
+
+    A command maps its own failures (see `_ending`); here remain the command line's own:
+    an unknown option, a missing argument, Ctrl-C before a command starts."""
+    started_at, started = datetime.now(UTC), time.perf_counter()
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -571,12 +691,13 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         code = ExitCode.USAGE
-    except BuzzError as exc:
-        for line in str(exc).splitlines():
-            click.echo(f"buzz: {line}", err=True)
-        code = exc.exit_code
-    except Exception as exc:
-        log.log.exception("crashed", error=f"{type(exc).__name__}: {exc}")
-        click.echo(f"buzz: unexpected error: {type(exc).__name__}: {exc}", err=True)
-        code = ExitCode.FAILED
+        context = exc.ctx if isinstance(exc, click.UsageError) else None
+        callback = context.command.callback if context is not None else None
+        if context is not None and getattr(callback, "recorded", False):
+            # a command line refused before its command ran still ends with `run_finished`,
+            # so a monitor of the cron job sees the typo
+            command = _command_name(context)
+            ending = Ending.of(Outcome.USAGE_ERROR, error=redact(exc.format_message()))
+            run_id = log.configure()
+            _finish(Options(None, None, False, False, command), run_id, started_at, started, ending)
     sys.exit(int(code) if isinstance(code, int) else ExitCode.OK)

@@ -7,9 +7,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, cast
 
 import structlog
+from structlog.testing import LogCapture
 
 LogFormat = Literal["json", "console"]
 
@@ -17,7 +18,19 @@ log = structlog.get_logger("buzz")
 
 
 def configure(fmt: LogFormat | None = None) -> str:
-    """Configure structlog for this process; bind and return a fresh `run_id`."""
+    """Configure structlog for this process; bind and return a fresh `run_id`.
+
+    Under `structlog.testing.capture_logs` (a test running commands in process) the capture
+    stays in place: only the `run_id` is bound."""
+    if not any(isinstance(p, LogCapture) for p in structlog.get_config()["processors"]):
+        _install(fmt)
+    run_id = uuid.uuid4().hex[:12]
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    return run_id
+
+
+def _install(fmt: LogFormat | None) -> None:
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.types.Processor = (
@@ -33,13 +46,19 @@ def configure(fmt: LogFormat | None = None) -> str:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=False,
     )
-    run_id = uuid.uuid4().hex[:12]
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(run_id=run_id)
-    return run_id
+
+
+class _Stderr:
+    """`sys.stderr` as it is at each write (click's test runner swaps it for a while)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 @contextmanager

@@ -6,22 +6,28 @@ the CLI only parses, calls one of these, and prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-
-import structlog
 
 from pipeline import draft, message
 from pipeline.audience import Audience, LocalAudience, Signer
 from pipeline.compose import compose
 from pipeline.config import Settings
 from pipeline.curate import Curator
-from pipeline.deliver import HEADROOM, Progress, SendReport, send_language
-from pipeline.errors import BuzzError, ConfigError, ExitCode, UsageError
+from pipeline.deliver import (
+    BreakerPolicy,
+    Progress,
+    SendReport,
+    effective_rate,
+    predicted_seconds,
+    send_language,
+)
+from pipeline.errors import ConfigError, ExitCode, Outcome, UsageError
 from pipeline.feeds import BackfillReport, FeedReport, backfill, gather, unavailable_languages
 from pipeline.fetch import FeedLimits, user_agent
 from pipeline.log import log, stage
@@ -29,14 +35,14 @@ from pipeline.models import DeliveryState, Edition, EditionState, Post, Recipien
 from pipeline.postindex import PostIndex
 from pipeline.render import Rendered, Sender, render, strings
 from pipeline.ses_audience import SesAudience
-from pipeline.store import Store, is_locked
+from pipeline.store import Store, is_locked, locked
 from pipeline.text import canonical_url
 from pipeline.transport import (
     OutboxTransport,
+    RehearsalTransport,
     SesTransport,
     Transport,
     atomic_write,
-    redact,
     ses_client,
 )
 
@@ -45,6 +51,27 @@ DEMO_SECRET = "buzz-outbox-demo-only"  # noqa: S105 - only ever signs links in .
 SAMPLE_RECIPIENT = {"en": "reader@example.com", "fr": "lecteur@example.com"}
 UNFINISHED = (EditionState.DRAFT, EditionState.PROOFED, EditionState.SENDING)
 EDITABLE = (EditionState.DRAFT, EditionState.PROOFED)
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a command ended: its outcome, its exit code, and the counts its `run_finished`
+    event carries (and the runs table keeps)."""
+
+    outcome: Outcome
+    counts: Mapping[str, object]
+    exit_code: ExitCode
+
+    @classmethod
+    def of(cls, outcome: Outcome, **counts: object) -> Ending:
+        """An ending with the exit code of its outcome."""
+        return cls(outcome, counts, outcome.exit_code)
+
+    def rehearsed(self) -> Ending:
+        """This ending, reached by a dry run: outcome `dry_run`, the exit code the real run
+        would have had, and that run's outcome as `would_be`."""
+        return Ending(Outcome.DRY_RUN, {**self.counts, "would_be": str(self.outcome)},
+                      self.exit_code)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -76,10 +103,7 @@ class Rehearsal:
     @property
     def seconds(self) -> float | None:
         """How long the send would take (None: no pace limit)."""
-        total = sum(self.would_send.values())
-        if self.quota_left is not None:
-            total = min(total, self.quota_left)
-        return total / self.rate if self.rate else None
+        return predicted_seconds(sum(self.would_send.values()), self.rate, self.quota_left)
 
 
 @dataclass(slots=True)
@@ -108,40 +132,35 @@ class RunResult:
     awaiting_approval: bool = False
 
     @property
-    def exit_code(self) -> ExitCode:
-        """75 when a language's feeds all failed (try again later), 3 when some recipient
-        failed permanently, else 0."""
-        if self.unavailable:
-            return ExitCode.TEMPFAIL
+    def outcome(self) -> Outcome:
+        """feeds_unavailable when a language's feeds all failed (try again later), partial
+        when some recipient failed permanently, nothing_new when nothing was built or sent,
+        awaiting_approval, else sent (a rehearsal: what the real run would have done)."""
         sends = [*self.resumed, *([self.sent] if self.sent else [])]
-        return ExitCode.SOME_FAILED if any(s.failed for s in sends) else ExitCode.OK
-
-    @property
-    def outcome(self) -> str:
-        """One word for the run: feeds_unavailable, nothing_new, sent, dry_run or
-        awaiting_approval."""
         if self.unavailable:
-            return "feeds_unavailable"
-        if self.built is None:
-            return "nothing_new"
-        if self.rehearsals:
-            return "dry_run"
-        return "awaiting_approval" if self.awaiting_approval else "sent"
+            return Outcome.FEEDS_UNAVAILABLE
+        if any(s.failed for s in sends):
+            return Outcome.PARTIAL
+        if self.awaiting_approval:
+            return Outcome.AWAITING_APPROVAL
+        if self.built is None and not sends and not self.rehearsals:
+            return Outcome.NOTHING_NEW
+        return Outcome.SENT
 
-    def summary(self) -> dict[str, object]:
-        """The counts of the run's final log event."""
+    def ending(self) -> Ending:
+        """The run's outcome and the counts of its `run_finished` event."""
         sends = [*self.resumed, *([self.sent] if self.sent else [])]
-        return {
-            "outcome": self.outcome,
-            "edition": self.built.edition.id if self.built else None,
-            "stories": len(self.built.edition.stories) if self.built else 0,
-            "feeds": len(self.feeds),
-            "feeds_failed": sum(r.status == "error" for r in self.feeds),
-            "languages_unavailable": self.unavailable,
-            "new_posts": sum(r.new for r in self.feeds),
-            "deliveries": {f"{s.edition_id}/{r.lang}": r.counts for s in sends for r in s.reports},
-            "exit_code": int(self.exit_code),
-        }
+        return Ending.of(
+            self.outcome,
+            edition=self.built.edition.id if self.built else None,
+            stories=len(self.built.edition.stories) if self.built else 0,
+            feeds=len(self.feeds),
+            feeds_failed=sum(r.status == "error" for r in self.feeds),
+            languages_unavailable=self.unavailable,
+            new_posts=sum(r.new for r in self.feeds),
+            deliveries={f"{s.edition_id}/{r.lang}": r.counts for s in sends for r in s.reports},
+            would_send={edition: r.would_send for edition, r in self.rehearsals.items()},
+        )
 
 
 class Job:
@@ -162,50 +181,47 @@ class Job:
             preferences_url=settings.sender.preferences_url,
         )
 
-    def run(self, langs: Sequence[str], *, dry_run: bool = False) -> RunResult:
+    @property
+    def rehearsal(self) -> bool:
+        """A dry run: the store is a private copy, files are built and not written, messages
+        are built and handed to no one."""
+        return self.store.rehearsal
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the state store's lock (a rehearsal works on its own copy: it needs none, and
+        touches no file)."""
+        return contextlib.nullcontext() if self.rehearsal else locked(self.settings.state_path)
+
+    def run(self, langs: Sequence[str]) -> RunResult:
         """The scheduled job: gather, finish any interrupted send, build the next edition and
-        send it (or stop for approval, or only rehearse).
+        send it (or stop for approval; a rehearsal predicts each send instead).
 
         When every feed of a language failed, no edition is built: it would lack that
         language's stories and break its pairs. The run says so and exits 75.
         """
-        started = self.clock()
-        run_id = str(structlog.contextvars.get_contextvars().get("run_id", "unknown"))
-        try:
-            with stage("run_finished") as summary:
-                result = RunResult(feeds=self.fetch())
-                for edition_id in self.unfinished_sends():
-                    _, edition = self.load(edition_id)
-                    if dry_run:
-                        result.rehearsals[edition_id] = self.rehearse(edition, langs)
-                    else:
-                        result.resumed.append(self.send(edition, langs))
-                result.unavailable = unavailable_languages(result.feeds, langs)
-                if result.unavailable:
-                    log.warning("language_unavailable", languages=result.unavailable)
-                else:
-                    result.built = self.build()
-                if result.built is None:
-                    pass
-                elif dry_run:
-                    result.rehearsals[result.built.edition.id] = self.rehearse(
-                        result.built.edition, langs
-                    )
-                elif self.settings.edition.require_approval:
-                    result.awaiting_approval = True
-                    reviewers = self.settings.edition.reviewers
-                    if reviewers:
-                        self.proof(result.built.edition, reviewers, langs)
-                else:
-                    result.sent = self.send(
-                        result.built.edition, langs, rendered=result.built.rendered
-                    )
-                summary.update(result.summary())
-        except BuzzError as exc:
-            error = {"error": redact(str(exc))}
-            self.store.record_run(run_id, started, type(exc).__name__, exc.exit_code, error)
-            raise
-        self.store.record_run(run_id, started, result.outcome, result.exit_code, result.summary())
+        result = RunResult(feeds=self.fetch())
+        for edition_id in self.unfinished_sends():
+            _, edition = self.load(edition_id)
+            if self.rehearsal:
+                result.rehearsals[edition_id] = self.rehearse(edition, langs)
+            else:
+                result.resumed.append(self.send(edition, langs))
+        result.unavailable = unavailable_languages(result.feeds, langs)
+        if result.unavailable:
+            log.warning("language_unavailable", languages=result.unavailable)
+        else:
+            result.built = self.build()
+        if result.built is None:
+            pass
+        elif self.settings.edition.require_approval:
+            result.awaiting_approval = True
+            reviewers = self.settings.edition.reviewers
+            if reviewers:
+                self.proof(result.built.edition, reviewers, langs)
+        elif self.rehearsal:
+            result.rehearsals[result.built.edition.id] = self.rehearse(result.built.edition, langs)
+        else:
+            result.sent = self.send(result.built.edition, langs, rendered=result.built.rendered)
         return result
 
     # Gather ----------------------------------------------------------------------------------
@@ -223,13 +239,11 @@ class Job:
         )
         return feeds, limits
 
-    def fetch(self, *, dry_run: bool = False) -> list[FeedReport]:
-        """Fetch every configured feed once and store what is new (unless `dry_run`)."""
+    def fetch(self) -> list[FeedReport]:
+        """Fetch every configured feed once and store what is new."""
         feeds, limits = self._feeds()
-        with stage("fetch_finished", feeds=len(feeds), dry_run=dry_run) as counts:
-            reports = gather(
-                feeds, limits, self.settings.feeds, self.store, self.clock(), dry_run=dry_run
-            )
+        with stage("fetch_finished", feeds=len(feeds)) as counts:
+            reports = gather(feeds, limits, self.settings.feeds, self.store, self.clock())
             counts["failed"] = sum(r.status == "error" for r in reports)
             counts["new_posts"] = sum(r.new for r in reports)
         return reports
@@ -241,9 +255,9 @@ class Job:
 
     # Compose, render, write ------------------------------------------------------------------
 
-    def build(self, *, write: bool = True) -> Built | None:
-        """Compose the next edition (rebuilding the open draft, if any), render it and, when
-        `write`, store it and write its folder. None when there is nothing new."""
+    def build(self) -> Built | None:
+        """Compose the next edition (rebuilding the open draft, if any), render it, store it
+        and write its folder. None when there is nothing new."""
         now = self.clock()
         langs = self.settings.languages
         edition_id = self._draft_id() or self._new_edition_id(now)
@@ -263,14 +277,15 @@ class Job:
                 curator.related,
                 now,
                 self.settings.edition,
+                curator.translations.pairing,
             )
             if edition is not None:
-                edition = draft.apply(edition, adjustments, self.edition_folder(edition_id))
+                folder = self.edition_folder(edition_id)
+                edition = draft.apply(edition, adjustments, folder)
+                edition = replace(edition, draft_digest=draft.digest(folder, edition))
             counts["stories"] = len(edition.stories) if edition else 0
         if edition is None or not edition.stories:
             return None
-        if not write:
-            return Built(edition, self.edition_folder(edition.id), self.render_all(edition))
         self.store.save_draft(edition)
         return self._write(edition)
 
@@ -315,7 +330,6 @@ class Job:
         rendered = self.render_all(edition)
         audience = self.audience()
         folder = self.edition_folder(edition.id)
-        folder.mkdir(parents=True, exist_ok=True)
         files: dict[str, bytes] = {
             "edition.json": json.dumps(edition.to_json(), ensure_ascii=False, indent=2).encode()
         }
@@ -329,10 +343,18 @@ class Job:
             files[f"{lang}.html"] = html_part.encode()
             files[f"{lang}.txt"] = text_part.encode()
             files[f"{lang}.eml"] = self._composer(part, audience)(sample)
-        for name, data in files.items():
-            atomic_write(folder / name, data)
-        log.info("edition_written", edition=edition.id, folder=str(folder), files=sorted(files))
+        self.write_files(folder, files)
         return Built(edition, folder, rendered)
+
+    def write_files(self, folder: Path, files: dict[str, bytes]) -> None:
+        """Write `files` into `folder`, each atomically; a rehearsal built them and writes
+        nothing (`edition_not_written`)."""
+        event = "edition_not_written" if self.rehearsal else "edition_written"
+        if not self.rehearsal:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                atomic_write(folder / name, data)
+        log.info(event, folder=str(folder), files=sorted(files))
 
     # Send ------------------------------------------------------------------------------------
 
@@ -345,6 +367,7 @@ class Job:
                 self.settings.audience.contact_list,
                 self.settings.topics,
                 self.settings.audience.ses_api_rate,
+                rehearsal=self.rehearsal,
             )
         return LocalAudience(self.store, self.settings.audience.unsubscribe_url, self._signer)
 
@@ -366,7 +389,12 @@ class Job:
         )
 
     def transport(self, edition_id: str, proof: bool = False) -> Transport:
-        """The configured transport; the outbox writes under `<output_dir>/outbox/<edition>/`."""
+        """The configured transport; the outbox writes under `<output_dir>/outbox/<edition>/`.
+        A rehearsal's discards every message (and reads the account's limits)."""
+        real = self._provider(edition_id, proof)
+        return RehearsalTransport(real) if self.rehearsal else real
+
+    def _provider(self, edition_id: str, proof: bool) -> Transport:
         if self.settings.delivery.transport == "ses":
             lists = {}
             if self.settings.audience.source == "ses" and not proof:
@@ -392,6 +420,7 @@ class Job:
         options = message.ListOptions(
             list_id=message.list_id(lang_settings.name, topic, lang_settings.from_),
             unsubscribe_mailto=self.settings.audience.unsubscribe_mailto,
+            feedback_sender=self.settings.sender.feedback_id,
         )
         template = message.MessageTemplate(
             rendered, lang_settings.from_, options, prefix,
@@ -411,6 +440,20 @@ class Job:
         if found is None:
             raise UsageError(f"no edition {edition_id!r}; 'buzz status' lists them")
         return found
+
+    def load_to_send(self, edition_id: str | None) -> tuple[EditionState, Edition]:
+        """`load`, refusing a draft whose draft.toml was changed since it was built: the
+        send would silently ignore the change, and the previews would not show it."""
+        state, edition = self.load(edition_id)
+        folder = self.edition_folder(edition.id)
+        if state in EDITABLE and edition.draft_digest:
+            draft.read(folder)  # a mistake in it is reported as such, `file: key: problem`
+            if draft.digest(folder, edition) != edition.draft_digest:
+                raise UsageError(
+                    f"{folder / draft.FILE} changed after edition {edition.id} was built: "
+                    "run 'buzz build' to apply it (and look at the previews), then send"
+                )
+        return state, edition
 
     def send(
         self,
@@ -440,6 +483,7 @@ class Job:
                     resend_in_doubt=resend_in_doubt,
                     max_rate=self.settings.delivery.max_send_rate,
                     workers=self.settings.delivery.workers,
+                    breaker=BreakerPolicy.of(self.settings.delivery),
                     progress=self.progress,
                 )
             )
@@ -472,10 +516,8 @@ class Job:
                     1 for recipient in audience.recipients(lang) if compose_message(recipient)
                 )
         quota = self.transport(edition.id).quota()
-        cap = self.settings.delivery.max_send_rate
-        rates = [r for r in (cap, quota.max_rate if quota.known or not cap else None) if r]
-        rehearsal = Rehearsal(would_send, min(rates) * HEADROOM if rates else None,
-                              quota.remaining_24h)  # fmt: skip
+        rate = effective_rate(self.settings.delivery.max_send_rate, quota)
+        rehearsal = Rehearsal(would_send, rate, quota.remaining_24h)
         log.info("dry_run_finished", edition=edition.id, would_send=would_send,
                  rate=rehearsal.rate, quota_left=quota.remaining_24h,
                  seconds=rehearsal.seconds)  # fmt: skip
@@ -494,7 +536,8 @@ class Job:
                 recipient = Recipient(email=address, lang=lang)
                 ids.append(transport.send(recipient, compose_message(recipient)))
         self.store.mark_proofed(edition.id)
-        log.info("proof_sent", edition=edition.id, messages=len(ids))
+        log.info("proof_built" if self.rehearsal else "proof_sent", edition=edition.id,
+                 messages=len(ids))  # fmt: skip
         return ids
 
     def find_post(self, ref: str) -> Post:

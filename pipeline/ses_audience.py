@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
 
 PLACEHOLDER = "{{amazonSESUnsubscribeUrl}}"
+WRITES = frozenset({"create_contact", "update_contact", "delete_contact"})  # not in a dry run
 
 
 class SesAudience:
@@ -40,8 +41,11 @@ class SesAudience:
         contact_list: str,
         topics: dict[str, str],
         calls_per_s: float = 1.0,
+        *,
+        rehearsal: bool = False,
     ) -> None:
         self.client = client
+        self.rehearsal = rehearsal  # a dry run: read the list, change nothing in it
         self.contact_list = contact_list
         self.topics = topics
         self.interval = 1.0 / calls_per_s
@@ -56,6 +60,8 @@ class SesAudience:
             time.sleep(wait)
 
     def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
+        if self.rehearsal and operation in WRITES:
+            return {}
         self._paced()
         try:
             answer: dict[str, Any] = getattr(self.client, operation)(**arguments)

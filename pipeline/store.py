@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import LockedError
-from pipeline.models import DeliveryState, Edition, EditionState, Post, Recipient, Related, Story
+from pipeline.models import (
+    DeliveryState,
+    Edition,
+    EditionState,
+    Pairing,
+    Post,
+    Recipient,
+    Related,
+    Story,
+)
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -159,6 +168,16 @@ MIGRATIONS: tuple[str, ...] = (
         summary TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE runs ADD COLUMN command TEXT NOT NULL DEFAULT 'run';
+    CREATE INDEX runs_by_command ON runs (command, finished_at);
+    """,
+    """
+    ALTER TABLE feeds ADD COLUMN body_sha256 TEXT;
+    """,
+    """
+    ALTER TABLE translations ADD COLUMN evidence TEXT;
+    """,
 )
 
 STARTED_STATES = (EditionState.SENDING, EditionState.SENT, EditionState.PARTIAL)
@@ -210,6 +229,7 @@ def edition_to_doc(edition: Edition) -> dict[str, Any]:
         "languages": list(edition.languages),
         "subjects": edition.subjects,
         "intros": edition.intros,
+        "draft_digest": edition.draft_digest,
         "stories": [
             {
                 "posts": {lang: post_to_doc(post) for lang, post in story.posts.items()},
@@ -220,6 +240,7 @@ def edition_to_doc(edition: Edition) -> dict[str, Any]:
                     ]
                     for lang, picks in story.related.items()
                 },
+                "pair": story.pair.brief() if story.pair else None,
             }
             for story in edition.stories
         ],
@@ -242,11 +263,13 @@ def edition_from_doc(doc: dict[str, Any]) -> Edition:
                     )
                     for lang, picks in story["related"].items()
                 },
+                pair=Pairing.from_brief(story["pair"]) if story.get("pair") else None,
             )
             for story in doc["stories"]
         ),
         subjects=doc.get("subjects", {}),
         intros=doc.get("intros", {}),
+        draft_digest=doc.get("draft_digest", ""),
     )
 
 
@@ -264,6 +287,7 @@ class FeedState:
     last_error_at: str | None
     consecutive_failures: int
     entries: int
+    body_sha256: str | None = None  # of the body last parsed: the same bytes are not parsed again
 
     @property
     def ok(self) -> bool:
@@ -285,13 +309,21 @@ class Subscriber:
 
 
 class Store:
-    """Every read and write of the state file goes through here."""
+    """Every read and write of the state file goes through here.
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    A store opened as a `rehearsal` (a dry run) works on a private copy of the file, taken
+    when it opens and deleted when it closes: every stage reads its own writes, and nothing
+    ever reaches the file. (SQLite has one writer: an outer transaction rolled back at the
+    end would hold the file's write lock for the whole dry run, and an unsubscribe arriving
+    meanwhile would wait, then fail. A server database realises the same promise with one
+    transaction that is never committed.)
+    """
+
+    def __init__(self, path: Path, *, rehearsal: bool = False) -> None:
         self.path = path
+        self.rehearsal = rehearsal
         # one connection, shared by the sender threads under `lock`
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        self.db = self._rehearsal_copy(path) if rehearsal else self._connect(path)
         self.lock = threading.RLock()
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -299,8 +331,26 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
 
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+
+    @staticmethod
+    def _rehearsal_copy(path: Path) -> sqlite3.Connection:
+        """A private temporary database (SQLite deletes it on close, or when the process
+        dies) holding a consistent snapshot of `path`, which is only read, never created."""
+        copy = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        if path.exists():
+            source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                source.backup(copy)
+            finally:
+                source.close()
+        return copy
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (a rehearsal's copy is deleted with it)."""
         self.db.close()
 
     @contextmanager
@@ -350,13 +400,15 @@ class Store:
         last_modified: str | None,
         entries: int | None,
         now: datetime,
+        body_sha256: str | None = None,
     ) -> None:
-        """Remember a good fetch (`entries` None: not modified, the count stays)."""
+        """Remember a good fetch (`entries` and `body_sha256` None: not modified, or the same
+        body as last time — the count and the hash stay)."""
         with self.transaction() as tx:
             tx.execute(
                 """INSERT INTO feeds (url, lang, etag, last_modified, first_fetched_at,
-                       last_success_at, entries)
-                   VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0))
+                       last_success_at, entries, body_sha256)
+                   VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?)
                    ON CONFLICT (url) DO UPDATE SET
                        lang = excluded.lang, etag = excluded.etag,
                        last_modified = excluded.last_modified,
@@ -364,9 +416,11 @@ class Store:
                                                    excluded.first_fetched_at),
                        last_success_at = excluded.last_success_at,
                        consecutive_failures = 0, last_error = NULL,
-                       entries = COALESCE(?, feeds.entries)""",
-                (url, lang, etag, last_modified, _iso(now), _iso(now), entries, entries),
-            )
+                       entries = COALESCE(?, feeds.entries),
+                       body_sha256 = COALESCE(excluded.body_sha256, feeds.body_sha256)""",
+                (url, lang, etag, last_modified, _iso(now), _iso(now), entries, body_sha256,
+                 entries),
+            )  # fmt: skip
 
     def record_feed_failure(self, url: str, lang: str, error: str, now: datetime) -> None:
         """Remember a failed fetch and count consecutive failures."""
@@ -386,7 +440,8 @@ class Store:
         """Insert new posts and update edited ones; return how many were new.
 
         A post is the same post when its guid matches, or when its canonical URL matches a post
-        of the same language (a republished post with a new guid). An update keeps the earliest
+        of the same language (a republished post with a new guid; a post without a link, whose
+        `url` is "", is matched by its guid alone). An update keeps the earliest
         publication time seen (an undated entry is dated when first seen, and stays so). Posts
         whose guid is in `baseline` are archived as already published when first stored.
         """
@@ -395,7 +450,8 @@ class Store:
             for post in posts:
                 row = tx.execute(
                     "SELECT guid, published, doc FROM posts "
-                    "WHERE guid = ? OR (url = ? AND lang = ?) ORDER BY guid = ? DESC LIMIT 1",
+                    "WHERE guid = ? OR (url = ? AND url != '' AND lang = ?) "
+                    "ORDER BY guid = ? DESC LIMIT 1",
                     (post.guid, post.url, post.lang, post.guid),
                 ).fetchone()
                 if row is None:
@@ -444,7 +500,7 @@ class Store:
     def post(self, ref: str) -> Post | None:
         """The post whose guid or URL is `ref`."""
         row = self.db.execute(
-            "SELECT doc FROM posts WHERE guid = ? OR url = ? LIMIT 1", (ref, ref)
+            "SELECT doc FROM posts WHERE guid = ? OR (url = ? AND url != '') LIMIT 1", (ref, ref)
         ).fetchone()
         return post_from_doc(json.loads(row["doc"])) if row else None
 
@@ -512,25 +568,38 @@ class Store:
         return cursor.rowcount
 
     def record_run(
-        self, run_id: str, started: datetime, outcome: str, exit_code: int, summary: dict[str, Any]
+        self,
+        run_id: str,
+        command: str,
+        started: datetime,
+        outcome: str,
+        exit_code: int,
+        summary: dict[str, Any],
     ) -> None:
-        """Remember how a run ended (`buzz status` shows the last ones)."""
+        """Remember how a run of `command` ended (`buzz status` shows the last ones)."""
         with self.transaction() as tx:
             tx.execute(
-                "INSERT OR REPLACE INTO runs (id, started_at, finished_at, outcome, exit_code, "
-                "summary) VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, _iso(started), _iso(datetime.now(UTC)), outcome, exit_code,
+                "INSERT OR REPLACE INTO runs (id, command, started_at, finished_at, outcome, "
+                "exit_code, summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, command, _iso(started), _iso(datetime.now(UTC)), outcome, exit_code,
                  json.dumps(summary, ensure_ascii=False, default=str)),
             )  # fmt: skip
 
-    def runs(self, most: int = 10) -> list[dict[str, Any]]:
-        """The last runs, newest first."""
+    def runs(self, most: int = 10, *, latest_of_each_command: bool = False) -> list[dict[str, Any]]:
+        """The last runs, newest first (or the latest run of each command), with their
+        summary (the counts of their `run_finished` event)."""
+        where = (
+            "WHERE r.rowid = (SELECT rowid FROM runs WHERE command = r.command "
+            "ORDER BY finished_at DESC, rowid DESC LIMIT 1)"
+            if latest_of_each_command
+            else ""
+        )
         rows = self.db.execute(
-            "SELECT id, started_at, finished_at, outcome, exit_code FROM runs "
-            "ORDER BY finished_at DESC LIMIT ?",
+            "SELECT id, command, started_at, finished_at, outcome, exit_code, summary "
+            f"FROM runs r {where} ORDER BY finished_at DESC, rowid DESC LIMIT ?",
             (most,),
         )
-        return [dict(row) for row in rows]
+        return [dict(row) | {"summary": json.loads(row["summary"])} for row in rows]
 
     # Subscribers ---------------------------------------------------------------------------
 
@@ -753,7 +822,9 @@ def locked(state_path: Path) -> Iterator[None]:
 
 
 def is_locked(state_path: Path) -> bool:
-    """Whether some process holds the state store's lock right now."""
+    """Whether some process holds the state store's lock right now (asking creates no file)."""
+    if not state_path.with_name(state_path.name + ".lock").exists():
+        return False
     try:
         with locked(state_path):
             return False

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click.testing
 import pytest
 
 from pipeline import config
+from pipeline.cli import cli as buzz_cli
 from tests.helpers import ROOT
 
 Buzz = Callable[..., subprocess.CompletedProcess[str]]
@@ -76,3 +78,21 @@ def ses_env(moto_ses: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", moto_ses)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_ses
+
+
+Cli = Callable[..., click.testing.Result]
+
+
+@pytest.fixture
+def cli(demo: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """Run `buzz` in process (click's CliRunner) in the demo folder: fast, and its log events
+    can be captured with `structlog.testing.capture_logs`. Exceptions are not swallowed."""
+    monkeypatch.chdir(demo)
+    for name in [name for name in os.environ if name.startswith("BUZZ_")]:
+        monkeypatch.delenv(name)
+    runner = click.testing.CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> click.testing.Result:
+        return runner.invoke(buzz_cli, list(args), env=env, catch_exceptions=False)
+
+    return run

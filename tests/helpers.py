@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,45 @@ def eval_set() -> tuple[list[dict[str, Any]], dict[str, Post]]:
     raw = json.loads((DATA / "eval" / "posts.json").read_text(encoding="utf-8"))["posts"]
     posts = {item["id"]: post_from_doc(item | {"feed_url": ""}) for item in raw}
     return raw, posts
+
+
+def add_feed_item(feed: Path, guid: str, title: str, published: datetime) -> None:
+    """Put a new entry at the top of a demo RSS feed (a post the blog just published)."""
+    text = feed.read_text(encoding="utf-8")
+    item = (
+        f"<item><title>{title}</title><link>https://blog.example.com/new/{guid}/</link>"
+        f"<pubDate>{format_datetime(published)}</pubDate>"
+        f'<guid isPermaLink="false">https://blog.example.com/?p={guid}</guid>'
+        f"<description>{title}, and why it matters this week.</description></item>\n"
+    )
+    at = text.index("<item>")
+    feed.write_text(text[:at] + item + text[at:], encoding="utf-8")
+
+
+def snapshot(state: Path, folder: Path) -> tuple[list[str], dict[str, tuple[bytes, int]]]:
+    """Everything a command could change: a full SQL dump of the state store, and every file
+    under `folder` (path → bytes and modification time). SQLite's own -wal/-shm files and the
+    lock file are left out: they are the database engine's and the lock's, not the state."""
+    dump: list[str] = []
+    if state.exists():
+        db = sqlite3.connect(state)
+        try:
+            dump = list(db.iterdump())
+        finally:
+            db.close()
+    engine = {state.name + suffix for suffix in ("-wal", "-shm", ".lock")}
+    files = {
+        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not (path.parent == state.parent and path.name in engine)
+    }
+    return dump, files
+
+
+def built_draft(buzz: Callable[..., subprocess.CompletedProcess[str]], demo: Path) -> Path:
+    """Import the demo audience, fetch and build the demo's edition; its draft.toml."""
+    for command in (("subscribers", "import", "demo/subscribers.csv"), ("fetch",), ("build",)):
+        result = buzz(*command)
+        assert result.returncode == 0, result.stderr
+    [folder] = (demo / "var" / "out" / "editions").iterdir()
+    return folder / "draft.toml"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.models import DeliveryState, EditionState, Recipient
 from tests.conftest import Buzz
-from tests.helpers import lock_held_by_another_process, ses_environment
+from tests.helpers import built_draft, lock_held_by_another_process, ses_environment
 
 UNSUBSCRIBED = "mathieu.belanger@example.com"
 
@@ -24,6 +24,11 @@ def _emails(folder: Path) -> dict[str, list[email.message.EmailMessage]]:
         ]
         for lang in ("en", "fr")
     }
+
+
+def _said(stderr: str) -> list[str]:
+    """The lines of stderr written for a person (the others are JSON log events)."""
+    return [line for line in stderr.splitlines() if not line.startswith("{")]
 
 
 def _demo_run(buzz: Buzz) -> subprocess.CompletedProcess[str]:
@@ -74,13 +79,20 @@ def test_logs_are_json_lines_with_run_id_and_stage_counts(buzz: Buzz) -> None:
 
 
 def test_configuration_error_is_one_line_and_exit_2(buzz: Buzz, demo: Path) -> None:
-    """A typo in the config: exit 2, the file and key named, no traceback."""
+    """A typo in the config: exit 2, the file and key named, no traceback; the log still
+    ends with run_finished."""
     config = demo / "buzz.toml"
     config.write_text(config.read_text().replace("max_stories", "max_storys"))
     result = buzz("run")
     assert result.returncode == 2
-    assert result.stderr.strip() == "buzz: buzz.toml: edition.max_storys: unknown key"
+    assert _said(result.stderr) == ["buzz: buzz.toml: edition.max_storys: unknown key"]
     assert "Traceback" not in result.stderr
+    last = json.loads(result.stderr.splitlines()[-1])
+    assert (last["event"], last["outcome"], last["exit_code"]) == (
+        "run_finished",
+        "config_error",
+        2,
+    )
 
 
 def test_a_second_concurrent_run_exits_75_and_changes_nothing(buzz: Buzz, demo: Path) -> None:
@@ -148,7 +160,7 @@ def test_subscribers_commands(buzz: Buzz, demo: Path) -> None:
     bad.write_text("email,language,consent_source,consent_at\nx,en,form,2026-01-01\n")
     result = buzz("subscribers", "import", str(bad))
     assert result.returncode == 2
-    assert f"{bad}:2: email 'x'" in result.stderr
+    assert f"{bad}:2: email (column A): 'x'" in result.stderr
     assert buzz("subscribers", "import", "demo/subscribers.csv").returncode == 0
     listed = buzz("subscribers", "list", "--lang", "fr").stdout.splitlines()
     assert len(listed) == 5
@@ -240,19 +252,13 @@ def test_a_language_without_subscribers_still_finishes_the_edition(buzz: Buzz, d
     assert not list((demo / "var" / "out" / "outbox").rglob("fr/*.eml"))
 
 
-def test_common_options_are_accepted_everywhere_and_dry_runs_store_nothing(
-    buzz: Buzz, demo: Path
-) -> None:
-    """--yes and --dry-run after any command; fetch, build and import dry runs change nothing."""
+def test_common_options_are_accepted_everywhere(buzz: Buzz, demo: Path) -> None:
+    """--yes and --dry-run after any command (tests/test_dry_run.py shows what a dry run
+    leaves untouched); then the real run works as usual."""
     assert buzz("subscribers", "import", "demo/subscribers.csv", "--dry-run").returncode == 0
     assert buzz("fetch", "--dry-run", "--yes").returncode == 0
-    assert buzz("build", "--dry-run").returncode == 0
     assert buzz("status", "--dry-run", "--yes").returncode == 0
-    db = sqlite3.connect(demo / "var" / "buzz.sqlite")
-    assert db.execute("SELECT count(*) FROM posts").fetchone() == (0,)
-    assert db.execute("SELECT count(*) FROM subscribers").fetchone() == (0,)
-    assert db.execute("SELECT count(*) FROM editions").fetchone() == (0,)
-    assert not (demo / "var" / "out").exists()
+    assert not (demo / "var").exists()
     assert buzz("run", "--yes").returncode == 0
 
 
@@ -264,7 +270,7 @@ def test_bad_proof_address_and_unusable_state_are_usage_errors(buzz: Buzz, demo:
         result = buzz("send", "--test", bad)
         assert result.returncode == 2
         assert result.stderr.startswith("buzz: --test: ")
-        assert len(result.stderr.strip().splitlines()) == 1
+        assert len(_said(result.stderr)) == 1
     config = demo / "buzz.toml"
     config.write_text(config.read_text().replace('state = "var/buzz.sqlite"', 'state = "demo"'))
     result = buzz("status")
@@ -352,7 +358,31 @@ def test_marketing_adjusts_a_draft_through_its_file(buzz: Buzz, demo: Path) -> N
     draft_file.write_text(text.replace("[fr]", "[fr]\nsubjet = 1"))
     broken = buzz("build")
     assert broken.returncode == 2
-    assert broken.stderr.strip() == f"buzz: {draft_file.resolve()}: fr.subjet: unknown key"
+    assert _said(broken.stderr) == [f"buzz: {draft_file.resolve()}: fr.subjet: unknown key"]
+
+
+def test_a_draft_edited_after_its_build_is_not_sent_until_rebuilt(buzz: Buzz, demo: Path) -> None:
+    """A send or proof of a draft whose draft.toml changed since the build is refused (exit 2,
+    nothing sent): the change would be silently ignored; after `buzz build` it goes."""
+    draft_file = built_draft(buzz, demo)
+    folder = draft_file.parent
+    draft_file.write_text(
+        draft_file.read_text().replace(
+            "exclude = []", 'exclude = ["https://blog.example.com/?p=4352"]'
+        )
+    )
+    for command in (("send", "--yes"), ("send", "--test", "me@example.com")):
+        refused = buzz(*command)
+        assert refused.returncode == 2, refused.stderr
+        assert _said(refused.stderr) == [
+            f"buzz: {draft_file.resolve()} changed after edition {folder.name} was built: "
+            "run 'buzz build' to apply it (and look at the previews), then send"
+        ]
+    assert not (demo / "var" / "out" / "outbox").exists()
+    assert "3 stories" in buzz("build").stdout
+    sent = buzz("send", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert _emails(demo / "var" / "out" / "outbox" / folder.name)["en"]
 
 
 def test_approval_mode_proofs_to_reviewers_and_waits(buzz: Buzz, demo: Path) -> None:

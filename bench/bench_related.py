@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.peak import peak_rss
 from pipeline.config import load
 from pipeline.curate import Curator
 from pipeline.models import Post, Story
@@ -83,6 +85,7 @@ def build_archive(state: Path, count: int) -> dict[str, float]:
     timings["analyse_s"] = time.perf_counter() - started
     pairs = [Pair(a, b, 1.0) for a, b in zip(english, french, strict=True)]
     index.save_pairs(pairs, checked=[*english, *french], source="bench")
+    store.close()
     return timings
 
 
@@ -106,7 +109,7 @@ def measure(state: Path) -> None:
         for guid, post in english.items()
     ]
     elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     chosen = sum(len(lang_picks) for story in picks for lang_picks in story.values())
     print(json.dumps({"seconds": elapsed, "peak_bytes": peak, "picks": chosen}))
 

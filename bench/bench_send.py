@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from botocore.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.peak import peak_rss  # noqa: E402
 from pipeline.audience import LocalAudience, Signer  # noqa: E402
 from pipeline.deliver import send_language  # noqa: E402
 from pipeline.message import ListOptions, MessageTemplate  # noqa: E402
@@ -100,7 +100,7 @@ def send(state: Path, workers: int) -> dict[str, float]:
         "attempts": report.stats.attempts,
         "passes": report.stats.passes,
         "requeued": report.stats.requeued,
-        "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_bytes": peak_rss(),
     }
 
 

@@ -67,16 +67,21 @@ QUOTA_USED_UP = "the account's 24-hour sending quota is used up; the next run re
 Progress = Callable[[str, int, int, float], None]  # lang, done, total, messages per second
 
 
-def effective_rate(cap: float, quota: Quota) -> float | None:
-    """The pace of a send, in messages per second (None: no limit): the lower of the configured
-    cap (`delivery.max_send_rate`, 0 for none) and the account's rate — when the provider would
-    not say, the cap alone if there is one — a little under it. The pacer and the dry run's
-    prediction both use this."""
+def rate_limit(cap: float, quota: Quota) -> float | None:
+    """The most messages a send may have SES count in any second (None: no limit): the lower
+    of the configured cap (`delivery.max_send_rate`, 0 for none) and the account's rate — when
+    the provider would not say, the cap alone if there is one."""
     account = quota.max_rate if quota.known or not cap else None
     rates = [rate for rate in (cap, account) if rate]
-    if not rates:
+    return min(rates) if rates else None
+
+
+def effective_rate(cap: float, quota: Quota) -> float | None:
+    """The pace of a send, in messages per second (None: no limit): `rate_limit`, a little
+    under it. The pacer and the dry run's prediction both use this."""
+    rate = rate_limit(cap, quota)
+    if rate is None:
         return None
-    rate = min(rates)
     return min(rate * HEADROOM, max(rate - 1, rate / 2))
 
 
@@ -91,10 +96,13 @@ def predicted_seconds(count: int, rate: float | None, quota_left: int | None) ->
 class RateLimiter:
     """Evenly spaced slots shared by every sender thread, at most `rate` a second.
 
-    Besides, a call starts only while fewer than `rate` calls are in flight or were answered
+    Besides, a call starts only while fewer than `limit` calls (the rule SES enforces, default
+    `rate`; scaled down with the pace when SES says "too fast") are in flight or were answered
     in the last second (SES's own rule, counted conservatively: SES took each message at the
     latest when it answered): a thread that wakes late, a slow first call, or a stall cannot
-    bunch what SES sees.
+    bunch what SES sees. The guard holds SES's limit, not the pace: counted from the start of
+    each call to its answer, a second of evenly spaced calls spans a second plus a call's
+    duration, so a guard at the pace itself would set a slower pace than the slots.
     A call the provider did not take for a reason other than our pace (SES counts only what it
     accepts) gives its slot back: the next slot comes after half the interval, never at once, so
     that a storm of random refusals costs little time without bursts (at most a second's worth
@@ -103,9 +111,10 @@ class RateLimiter:
     send.
     """
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, limit: float | None = None) -> None:
         self.ceiling = rate
         self.rate = rate
+        self.limit = limit or rate  # what SES allows in any second, at the ceiling's pace
         self._next = time.monotonic()
         self._given_back = 0  # slots given back, not yet used
         self._in_flight = 0
@@ -131,11 +140,16 @@ class RateLimiter:
                 now = time.monotonic()
                 while self._answered and self._answered[0] <= now - 1.0:
                     self._answered.popleft()
-                if self._in_flight + len(self._answered) < max(1, int(self.rate)):
+                if self._in_flight + len(self._answered) < self._most():
                     self._in_flight += 1
                     return True
                 wait = self._answered[0] + 1.0 - now if self._answered else 0.01
         return False
+
+    def _most(self) -> int:
+        """How many calls SES may count in any second at the current pace (under the lock)."""
+        scale = self.rate / self.ceiling if self.rate and self.ceiling else 1.0
+        return max(1, int((self.limit or 0) * min(1.0, scale)))
 
     def settle(self, *, counted: bool = True) -> None:
         """A granted call is over; `counted`: SES may have counted it against the rate."""
@@ -404,7 +418,7 @@ def send_language(
     quota = transport.quota()
     run = _Run(
         store, edition_id, audience, transport, make_message,
-        RateLimiter(effective_rate(max_rate, quota)),
+        RateLimiter(effective_rate(max_rate, quota), rate_limit(max_rate, quota)),
         Breaker(breaker or BreakerPolicy.of(DeliverySection())), quota.remaining_24h,
     )  # fmt: skip
     log.info("send_started", edition=edition_id, lang=lang, frozen=frozen, todo=total,
